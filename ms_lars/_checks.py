@@ -3,7 +3,9 @@ given (checked while the step compiles, before anything is written)."""
 import math
 from collections.abc import Iterable
 
-from mindspore import Parameter, Tensor
+from mindspore import Parameter, Tensor, get_context
+from mindspore import __version__ as ms_version
+from mindspore import dtype as mstype
 from mindspore import _checkparam as validator
 from mindspore.nn import Cell
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
@@ -21,18 +23,29 @@ def check_non_negative_finite_float(optimizer, name, value):
         raise ValueError(f"For '{optimizer}', '{name}' must be a finite float >= 0, but got {value!r}.")
 
 
+def check_params(optimizer, params):
+    """``params`` as a list: any iterable ``nn.Optimizer`` accepts (a list, a tuple, a generator such as
+    ``net.get_parameters()``) of Parameters, or of group dicts. Read once, so a generator is not spent
+    twice."""
+    if isinstance(params, (str, bytes, dict, Tensor)) or not isinstance(params, Iterable):
+        raise TypeError(f"For '{optimizer}', the argument 'params' must be an iterable (list, tuple or generator) of "
+                        f"Parameter or dict, but got {type(params).__name__} ({params!r}).")
+    kind = type(params).__name__
+    params = list(params)
+    if not params:
+        raise ValueError(f"For '{optimizer}', the argument 'params' must not be empty, but got an empty {kind}.")
+    if not (all(isinstance(p, Parameter) for p in params) or all(isinstance(p, dict) for p in params)):
+        bad = next((p for p in params if not isinstance(p, (Parameter, dict))), params[0])
+        raise TypeError(f"For '{optimizer}', every element of the argument 'params' must be a Parameter, or every "
+                        f"one a dict, but got {type(bad).__name__} ({bad!r}).")
+    return params
+
+
 def check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay):
     """Refuse bad input at construction, naming the argument and the value (before nn.Optimizer,
-    whose messages say 'parameters' and accept a str learning rate as an Iterable)."""
-    if not isinstance(params, list):
-        raise TypeError(f"For 'Lamb', the argument 'params' must be a list of Parameter or dict, but got "
-                        f"{type(params).__name__} ({params!r}).")
-    if not params:
-        raise ValueError("For 'Lamb', the argument 'params' must not be empty, but got [].")
-    if not (all(isinstance(p, Parameter) for p in params) or all(isinstance(p, dict) for p in params)):
-        bad = next(p for p in params if not isinstance(p, (Parameter, dict)))
-        raise TypeError(f"For 'Lamb', every element of the argument 'params' must be a Parameter, or every one a "
-                        f"dict, but got {type(bad).__name__} ({bad!r}).")
+    whose messages say 'parameters' and accept a str learning rate as an Iterable). Returns
+    ``params`` as a list."""
+    params = check_params("Lamb", params)
     accepted_lr = (float, int, Tensor, LearningRateSchedule, Iterable)
     if isinstance(learning_rate, (bool, str)) or not isinstance(learning_rate, accepted_lr):
         raise TypeError(f"For 'Lamb', the argument 'learning_rate' must be float, int, Tensor, Iterable or "
@@ -47,6 +60,7 @@ def check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
                         f"{type(weight_decay).__name__} ({weight_decay!r}).")
     if not isinstance(weight_decay, Cell) and weight_decay < 0:
         raise ValueError(f"For 'Lamb', the argument 'weight_decay' must be >= 0, but got {weight_decay!r}.")
+    return params
 
 
 @_primexpr
@@ -62,6 +76,23 @@ def _check_all(optimizer, names, param_shapes, param_dtypes, grad_shapes, grad_d
         if param_dtype != grad_dtype:
             raise TypeError(f"For '{optimizer}', the gradient of '{name}' is {grad_dtype}, but the parameter is "
                             f"{param_dtype}; nothing was updated.")
+
+
+_FLOAT_TYPES = (mstype.float16, mstype.float32, mstype.float64, mstype.bfloat16)
+
+
+def check_parameter_dtypes(optimizer, params):
+    """Refuse, at construction and naming the parameter, what no step could update: a parameter that is
+    not floating point, and a bfloat16 one on the CPU (MindSpore's CPU backend has no bfloat16 Assign)."""
+    on_cpu = get_context("device_target") == "CPU"
+    for param in params:
+        if param.dtype not in _FLOAT_TYPES:
+            raise TypeError(f"For '{optimizer}', parameter '{param.name}' is {param.dtype}: only float16, float32, "
+                            f"float64 and bfloat16 parameters can be trained.")
+        if on_cpu and param.dtype == mstype.bfloat16:
+            raise TypeError(f"For '{optimizer}', parameter '{param.name}' is BFloat16, which MindSpore {ms_version} "
+                            f"cannot update on the CPU (its CPU Assign has no bfloat16 kernel); use float16 or float32 "
+                            f"there.")
 
 
 def gradient_signature(params):

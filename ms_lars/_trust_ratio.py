@@ -13,7 +13,6 @@ The guard follows MXNet, timm and optax rather than the bare ``LARSUpdate`` prim
 gives ratio 0 for an all-zero weight, so a zero-initialised layer would never move.
 """
 from mindspore import dtype as mstype
-from mindspore import get_context
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
@@ -21,15 +20,6 @@ _reduce_sum = P.ReduceSum()
 _sqrt = P.Sqrt()
 _minimum = P.Minimum()
 _cast = P.Cast()
-
-
-def fused_kernels_available():
-    """True where MindSpore's fused LARSUpdate/Lamb kernels exist (Ascend).
-
-    LARS and Lamb call this once, at construction, to choose their per-layer math; tests patch
-    it to build the Ascend graph on a CPU.
-    """
-    return get_context("device_target") == "Ascend"
 
 
 def to_float32(x):

@@ -11,8 +11,8 @@ For step ``t = 1, 2, ...`` and every parameter ``w`` with gradient ``g``::
     w = w - lr * trust_ratio * u,   trust_ratio = ||w|| / ||u||, or 1 where a norm is 0
 
 This is MindSpore's documented formula and what Ascend's fused Lamb kernel computes. Three
-implementations, chosen once at construction and kept side by side below: on Ascend that kernel;
-on the CPU one C++ kernel per layer that updates w, m and v in place (``kernels/lamb_cpu.cc``,
+implementations, chosen once at construction: on Ascend that kernel (``_ascend.py``); and, side by
+side below, on the CPU one C++ kernel per layer that updates w, m and v in place (``kernels/lamb_cpu.cc``,
 built on first use); elsewhere (GPU, or a CPU without a C++ compiler) composed MindSpore ops.
 (MindSpore's GPU Lamb kernel computes a different variant and is never used.) State is named as
 ``nn.Lamb`` names it, so checkpoints move between the two.
@@ -25,17 +25,17 @@ from mindspore.nn.optim.optimizer import Optimizer, opt_init_args_register
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
-from mindspore.ops.operations import _inner_ops as inner
 
-from ms_lars._checks import check_gradients, check_lamb_arguments, gradient_signature
+from ms_lars._checks import check_gradients, check_lamb_arguments, check_parameter_dtypes, gradient_signature
 from ms_lars._native import cpu_kernel
-from ms_lars._trust_ratio import fused_kernels_available, l2_norm, lamb_trust_ratio, to_float32
+from ms_lars import _ascend
+from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, to_float32
 
 # Per-layer update, three implementations with one signature:
 # (beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter).
 # global_step is the step being taken (1 on the first call), as the fused kernels expect.
+# The Ascend implementation lives in _ascend.py, with everything else that runs on Ascend.
 _composed_lamb_update = C.MultitypeFuncGraph("composed_lamb_update")
-_fused_lamb_update = C.MultitypeFuncGraph("fused_lamb_update")
 _native_lamb_update = C.MultitypeFuncGraph("native_lamb_update")
 _lamb_cpu_step = None   # the AOT custom op, set when a Lamb first chooses the native CPU path
 _sqrt = P.Sqrt()
@@ -48,7 +48,8 @@ def _composed(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gr
     """CPU/GPU: the formula in composed MindSpore ops, in float32, stored in each tensor's dtype."""
     if not optim_filter:
         return gradient
-    step = F.cast(global_step, mstype.float32)
+    # global_step has shape (1,): as a scalar it cannot broadcast a 0-d layer's update to shape (1,).
+    step = F.reshape(F.cast(global_step, mstype.float32), ())
     grad = to_float32(gradient)
     w = to_float32(weight)
     next_m = beta1 * to_float32(m) + (1.0 - beta1) * grad
@@ -63,16 +64,6 @@ def _composed(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gr
     next_m = F.depend(next_m, F.assign(m, F.cast(next_m, F.dtype(m))))
     next_v = F.depend(next_v, F.assign(v, F.cast(next_v, F.dtype(v))))
     return F.depend(F.assign(weight, F.cast(next_w, F.dtype(weight))), (next_m, next_v))
-
-
-@_fused_lamb_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-                             "Tensor", "Tensor", "Bool", "Bool")
-def _fused(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter):
-    """Ascend: MindSpore's fused Lamb kernel (LambApplyOptimizerAssign + LambApplyWeightAssign)."""
-    if not optim_filter:
-        return gradient
-    wd = weight_decay if decay_flag else F.zeros_like(weight_decay)
-    return inner.Lamb()(weight, m, v, lr, beta1, beta2, eps, wd, global_step, gradient)
 
 
 _centralize = C.MultitypeFuncGraph("centralize")
@@ -104,15 +95,16 @@ def _native(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, grad
 
 def _choose_lamb_update():
     """The one choice point: Ascend's fused primitive, the CPU kernel, or composed ops (GPU, or a
-    CPU without a working C++ compiler)."""
+    CPU without a working C++ compiler). Returns (path name, per-layer update)."""
     global _lamb_cpu_step
-    if fused_kernels_available():
-        return _fused_lamb_update
+    ascend_kernels = _ascend.chosen_kernels()
+    if ascend_kernels is not None:
+        return ascend_kernels.name, _ascend.lamb_update(ascend_kernels)
     kernel = cpu_kernel("lamb_cpu.cc", "LambStep", out_shape=(3,), in_place=True)
     if kernel is None:
-        return _composed_lamb_update
+        return "composed", _composed_lamb_update
     _lamb_cpu_step = kernel
-    return _native_lamb_update
+    return "kernel", _native_lamb_update
 
 
 class Lamb(Optimizer):
@@ -122,8 +114,9 @@ class Lamb(Optimizer):
     GPU and Ascend in GRAPH_MODE and PYNATIVE_MODE.
 
     Args:
-        params (Union[list[Parameter], list[dict]]): the parameters, or group dicts with keys
-            ``params``, ``lr``, ``weight_decay``, ``grad_centralization`` and ``order_params``.
+        params (Union[Iterable[Parameter], Iterable[dict]]): the parameters (a list, a tuple, or a
+            generator such as ``net.get_parameters()``), or group dicts with keys ``params``, ``lr``,
+            ``weight_decay``, ``grad_centralization`` and ``order_params``.
         learning_rate (Union[float, int, Tensor, Iterable, LearningRateSchedule]): fixed, per step
             (1-D Tensor or Iterable) or a schedule.
         beta1 (float): decay rate of the first moment, in (0, 1). Default: ``0.9``.
@@ -149,17 +142,20 @@ class Lamb(Optimizer):
 
     @opt_init_args_register
     def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
-        check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
+        params = check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
+        # opt_init_args_register recorded what was passed: a generator would be spent by now.
+        self.init_params = {"params": params}
         super().__init__(learning_rate, params, weight_decay)
         self.beta1 = Tensor(np.float32(beta1))
         self.beta2 = Tensor(np.float32(beta2))
         self.eps = Tensor(np.float32(eps))
         self.params = self._parameters
+        check_parameter_dtypes("Lamb", self.params)
         self.gradient_signature = gradient_signature(self.params)
         self.moments1 = self.params.clone(prefix="lamb_m", init="zeros")
         self.moments2 = self.params.clone(prefix="lamb_v", init="zeros")
-        self._lamb_update = _choose_lamb_update()
-        if self._lamb_update is not _fused_lamb_update:
+        self.path, self._lamb_update = _choose_lamb_update()
+        if self.path in ("kernel", "composed"):
             # Moments of float16/bfloat16 parameters stay float32: (1 - beta2) * g * g underflows in
             # float16 and slows training. (The fused Ascend kernel needs them in the parameter's dtype.)
             for state in list(self.moments1) + list(self.moments2):

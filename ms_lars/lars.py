@@ -13,8 +13,8 @@ applies it::
 
 The inner optimizer then applies ``g`` with its own rule and learning rate; LARS takes over its
 weight decay and loss-scale division. The per-layer math has three implementations, chosen once at
-construction and kept side by side below: on Ascend MindSpore's fused ``SquareSumAll`` +
-``LARSUpdate``; on the CPU one C++ kernel per layer (``kernels/lars_cpu.cc``, built on first use);
+construction: on Ascend MindSpore's fused ``SquareSumAll`` + ``LARSUpdate`` (``_ascend.py``); and,
+side by side below, on the CPU one C++ kernel per layer (``kernels/lars_cpu.cc``, built on first use);
 elsewhere (GPU, or a CPU without a C++ compiler) composed MindSpore ops.
 """
 from mindspore import Parameter, Tensor, jit
@@ -22,18 +22,18 @@ from mindspore import dtype as mstype
 from mindspore.nn.optim.optimizer import Optimizer
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
-from mindspore.ops import operations as P
 
-from ms_lars._checks import check_gradients, check_non_negative_finite_float, gradient_signature
+from ms_lars._checks import (check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
+                             gradient_signature)
 from ms_lars._native import cpu_kernel
-from ms_lars._trust_ratio import (both_norms_positive, clip_by_learning_rate, fused_kernels_available, l2_norm,
-                                  lars_trust_ratio, to_float32)
+from ms_lars import _ascend
+from ms_lars._trust_ratio import clip_by_learning_rate, l2_norm, lars_trust_ratio, to_float32
 
 # Per-layer gradient rewrite, three implementations with one signature:
 # (coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag,
 #  weight, gradient) -> new gradient. Constants (Python numbers and bools) are resolved at compile.
+# The Ascend implementation lives in _ascend.py, with everything else that runs on Ascend.
 _composed_lars_gradient = C.MultitypeFuncGraph("composed_lars_gradient")
-_fused_lars_gradient = C.MultitypeFuncGraph("fused_lars_gradient")
 _native_lars_gradient = C.MultitypeFuncGraph("native_lars_gradient")
 _lars_cpu_gradient = None   # the AOT custom op, set when a LARS first chooses the native CPU path
 
@@ -57,27 +57,6 @@ def _composed(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_dec
     return F.cast(trust_ratio * update, F.dtype(gradient))
 
 
-@_fused_lars_gradient.register("Number", "Number", "Bool", "Number", "Tensor", "Tensor", "Bool", "Bool",
-                               "Tensor", "Tensor")
-def _fused(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag,
-           weight, gradient):
-    """Ascend: SquareSumAll + LARSUpdate, wrapped in the same zero-norm guard as the composed path."""
-    grad = gradient
-    if inverse_loss_scale != 1.0:
-        grad = grad * F.cast(inverse_loss_scale, F.dtype(grad))
-    if not lars_flag:
-        return grad
-    wd = weight_decay * inverse_loss_scale if decay_flag else F.zeros_like(weight_decay)
-    weight_square_sum, grad_square_sum = P.SquareSumAll()(weight, grad)
-    fused = P.LARSUpdate(epsilon, coefficient, use_clip)(weight, grad, weight_square_sum, grad_square_sum,
-                                                         wd, lr)
-    # LARSUpdate gives ratio 0 for a zero weight; the guard makes it 1, as on every other device.
-    unit_ratio = clip_by_learning_rate(F.ones_like(lr), lr) if use_clip else F.ones_like(lr)
-    unit_ratio_update = F.cast(unit_ratio, F.dtype(grad)) * (grad + F.cast(wd, F.dtype(grad)) * weight)
-    return F.select(F.broadcast_to(both_norms_positive(weight_square_sum, grad_square_sum), F.shape(grad)),
-                    fused, unit_ratio_update)
-
-
 @_native_lars_gradient.register("Number", "Number", "Bool", "Number", "Tensor", "Tensor", "Bool", "Bool",
                                 "Tensor", "Tensor")
 def _native(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag,
@@ -88,6 +67,10 @@ def _native(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay
     if not lars_flag or F.dtype(weight) != mstype.float32:
         return _composed(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag,
                          lars_flag, weight, gradient)
+    if not F.shape(weight):
+        # The kernel needs at least one axis: a 0-d layer (a learnable scalar) runs as one element.
+        return F.reshape(_native(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag,
+                                 lars_flag, F.reshape(weight, (1,)), F.reshape(gradient, (1,))), ())
     wd = weight_decay * inverse_loss_scale if decay_flag else F.zeros_like(weight_decay)
     constant = lambda value: F.scalar_to_tensor(value, mstype.float32)  # noqa: E731
     return _lars_cpu_gradient(weight, gradient, F.cast(lr, mstype.float32), F.cast(wd, mstype.float32),
@@ -97,15 +80,16 @@ def _native(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay
 
 def _choose_lars_gradient():
     """The one choice point: Ascend's fused primitives, the CPU kernel, or composed ops (GPU, or a
-    CPU without a working C++ compiler)."""
+    CPU without a working C++ compiler). Returns (path name, per-layer rewrite)."""
     global _lars_cpu_gradient
-    if fused_kernels_available():
-        return _fused_lars_gradient
+    ascend_kernels = _ascend.chosen_kernels()
+    if ascend_kernels is not None:
+        return ascend_kernels.name, _ascend.lars_gradient(ascend_kernels)
     kernel = cpu_kernel("lars_cpu.cc", "LarsGradient")
     if kernel is None:
-        return _composed_lars_gradient
+        return "composed", _composed_lars_gradient
     _lars_cpu_gradient = kernel
-    return _native_lars_gradient
+    return "kernel", _native_lars_gradient
 
 
 class LARS(Optimizer):
@@ -149,6 +133,7 @@ class LARS(Optimizer):
                             f"({use_clip!r}).")
         if not callable(lars_filter):
             raise TypeError(f"For 'LARS', 'lars_filter' must be callable, but got {type(lars_filter).__name__}.")
+        check_parameter_dtypes("LARS", optimizer.parameters)
         lars_flags = tuple(bool(lars_filter(param)) for param in optimizer.parameters)
 
         # nn.Optimizer insists on making parameters of its own (a placeholder, a learning rate, a
@@ -157,8 +142,10 @@ class LARS(Optimizer):
         for own in ("lars_placeholder", "learning_rate", "global_step"):
             del self._params[own]
         # What nn.Optimizer's opt_init_args_register records, recorded after validation.
-        inner_init = getattr(optimizer, "init_params", {"params": list(optimizer.parameters)})
-        self.init_params = {"params": inner_init["params"]}
+        # An inner optimizer built from a generator recorded that generator, spent by now.
+        inner_params = getattr(optimizer, "init_params", {}).get("params")
+        self.init_params = {"params": inner_params if isinstance(inner_params, (list, tuple))
+                            else list(optimizer.parameters)}
         self.init_args = {"epsilon": epsilon, "coefficient": coefficient, "use_clip": use_clip,
                           "lars_filter": lars_filter}
         self.opt = optimizer
@@ -189,7 +176,7 @@ class LARS(Optimizer):
         optimizer.dynamic_decay_flags = (tuple(False for _ in optimizer.decay_flags) if optimizer.is_group
                                          else False)
         optimizer.need_scale = False
-        self._lars_gradient = _choose_lars_gradient()
+        self.path, self._lars_gradient = _choose_lars_gradient()
 
     @jit
     def construct(self, gradients):

@@ -2,6 +2,9 @@ import mindspore as ms
 import numpy as np
 import pytest
 
+from ms_lars.conformance.paths import on_path
+from ms_lars.conformance.reference import relative_error
+
 
 @pytest.fixture(params=["graph", "pynative"])
 def mode(request):
@@ -12,14 +15,18 @@ def mode(request):
 
 
 @pytest.fixture(params=["kernel", "composed"])
-def cpu_path(request, monkeypatch):
+def cpu_path(request):
     """Runs a test on both CPU paths: the fused C++ kernels, and the composed MindSpore ops (the
     path GPUs, and CPUs without a C++ compiler, take). Chosen when an optimizer is constructed."""
-    if request.param == "composed":
-        monkeypatch.setenv("MS_LARS_NO_CPU_KERNELS", "1")
-    else:
-        monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
-    return request.param
+    with on_path(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=["kernel", "composed", "ascend-emulated"])
+def any_path(request):
+    """Both CPU paths, and the Ascend path's own code with the Ascend kernels emulated on the CPU."""
+    with on_path(request.param):
+        yield request.param
 
 
 @pytest.fixture
@@ -29,15 +36,13 @@ def graph_mode():
 
 
 def assert_close(actual, expected, rtol=1e-5, what=""):
-    """Float32 result against the float64 reference: relative error <= rtol.
-
-    An element's error is taken relative to the larger of itself and 1% of the tensor's largest
-    magnitude, so that an element that happens to sit near zero is not held to a float32 rounding
-    of its neighbours' size.
-    """
-    actual = np.asarray(actual, np.float64)
-    expected = np.asarray(expected, np.float64)
-    assert actual.shape == expected.shape, what
-    scale = np.maximum(np.abs(expected), 1e-2 * max(float(np.max(np.abs(expected))), 1e-30))
-    worst = float(np.max(np.abs(actual - expected) / scale))
+    """Float32 result against the float64 reference: relative error <= rtol (reference.relative_error)."""
+    assert np.shape(actual) == np.shape(expected), what
+    worst = relative_error(actual, expected)
     assert worst <= rtol, f"{what}: relative error {worst:.3g} > {rtol:g}"
+
+
+def assert_rows(rows):
+    """Every (what, error, tolerance) row of a conformance case is within its tolerance."""
+    failing = [f"{what}: {error:.3g} > {tolerance:g}" for what, error, tolerance in rows if not error <= tolerance]
+    assert not failing, "; ".join(failing)

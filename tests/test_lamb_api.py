@@ -6,14 +6,15 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 import ms_lars
-import ms_lars.lamb
+from ms_lars._ascend import ASCEND_KERNELS
+from ms_lars.conformance.emulated_ascend import emulated_ascend
 from training import MLP, assert_trains_the_same_three_ways, lamb, state_of, train_with_train_one_step_cell
 
 
-def test_ascend_path_puts_the_lamb_primitive_in_the_graph(graph_mode, monkeypatch):
-    monkeypatch.setattr(ms_lars.lamb, "fused_kernels_available", lambda: True)
-    with pytest.raises(RuntimeError, match=r"Unsupported op \[Lamb\] on CPU"):
-        train_with_train_one_step_cell(lamb)
+def test_ascend_path_puts_the_lamb_primitive_in_the_graph(graph_mode):
+    with emulated_ascend(ASCEND_KERNELS):
+        with pytest.raises(RuntimeError, match=r"Unsupported op \[Lamb\] on CPU"):
+            train_with_train_one_step_cell(lamb)
 
 
 def test_cpu_path_trains_where_mindspore_lamb_fails(graph_mode):

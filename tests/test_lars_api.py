@@ -7,15 +7,17 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 import ms_lars
-import ms_lars.lars
+from ms_lars._ascend import ASCEND_KERNELS
+from ms_lars.conformance.emulated_ascend import emulated_ascend
 from training import MLP, assert_trains_the_same_three_ways, lars_momentum, train_with_train_one_step_cell
 
 
-def test_ascend_path_puts_lars_update_in_the_graph(graph_mode, monkeypatch):
-    # Construct as on Ascend; running that graph on the CPU must then fail on the fused primitive.
-    monkeypatch.setattr(ms_lars.lars, "fused_kernels_available", lambda: True)
-    with pytest.raises(RuntimeError, match=r"Unsupported op \[LARSUpdate\] on CPU"):
-        train_with_train_one_step_cell(lars_momentum)
+def test_ascend_path_puts_lars_update_in_the_graph(graph_mode):
+    # Construct on the real Ascend kernels; running that graph on the CPU must then fail on the
+    # fused primitive (the same code on emulated kernels is the parity tests' "ascend-emulated").
+    with emulated_ascend(ASCEND_KERNELS):
+        with pytest.raises(RuntimeError, match=r"Unsupported op \[LARSUpdate\] on CPU"):
+            train_with_train_one_step_cell(lars_momentum)
 
 
 def test_cpu_path_trains_where_mindspore_lars_fails(graph_mode):

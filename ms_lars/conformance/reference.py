@@ -1,7 +1,9 @@
 """Float64 NumPy implementations of the SPEC's formulas, independent of the code under test.
 
-Everything here is plain NumPy: LARS's gradient rewrite, the two inner optimizers the tests wrap
-(MindSpore's Momentum and SGD rules), and Lamb. Schedules are functions of the 0-based step.
+Everything here is plain NumPy: LARS's gradient rewrite, the two inner optimizers the cases wrap
+(MindSpore's Momentum and SGD rules), and Lamb, and the error measure every comparison uses.
+Schedules are functions of the 0-based step. The tests and ``python -m ms_lars.check`` both use
+this module, so what they hold the optimizers to cannot drift apart.
 """
 import numpy as np
 
@@ -102,3 +104,21 @@ def run_lamb(weights, grads_per_step, *, lr_of, wd_of, decay_flags, beta1=0.9, b
 def centralize(g):
     """MindSpore's gradient centralization: subtract the mean over all axes but the first."""
     return g - g.mean(axis=tuple(range(1, g.ndim)), keepdims=True)
+
+
+def relative_error(actual, expected):
+    """Worst relative error of ``actual`` against the float64 ``expected``.
+
+    An element's error is taken relative to the larger of itself and 1% of the tensor's largest
+    magnitude, so that an element that happens to sit near zero is not held to a float32 rounding
+    of its neighbours' size.
+    """
+    actual = np.asarray(actual, np.float64)
+    expected = np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        return float("inf")
+    if actual.size == 0:
+        return 0.0
+    scale = np.maximum(np.abs(expected), 1e-2 * max(float(np.max(np.abs(expected))), 1e-30))
+    error = np.abs(actual - expected) / scale
+    return float("inf") if not np.all(np.isfinite(actual)) else float(np.max(error))

@@ -1,0 +1,131 @@
+"""What runs on Ascend, in one place: LARS and Lamb on MindSpore's fused primitives.
+
+* LARS, per layer: ``P.SquareSumAll`` + ``P.LARSUpdate(epsilon, coefficient, use_clip)`` (CANN's
+  ``lars_v2_update``), with ms_lars's zero-norm guard around it.
+* Lamb, per layer: MindSpore's ``Lamb`` primitive, which its Ascend backend splits
+  (``mindspore/ccsrc/plugin/device/ascend/optimizer/ir_fission/lamb_fission.cc``) into
+  ``LambApplyOptimizerAssign`` (m, v and the update, in place) + two ``SquareSumV1`` norms +
+  ``LambApplyWeightAssign`` (the guarded ratio and the weight, in place).
+
+The primitives are reached through one object, an ``AscendKernels``. In production it is
+``ASCEND_KERNELS``, the real primitives, used where the device target is Ascend. The one seam:
+``ms_lars.conformance.emulated_ascend`` sets ``_override`` to CPU emulations of the same kernels,
+so that the tests and ``python -m ms_lars.check`` run this very code, guard and casts included,
+on a CPU.
+"""
+from mindspore import get_context
+from mindspore.ops import composite as C
+from mindspore.ops import functional as F
+from mindspore.ops import operations as P
+from mindspore.ops.operations import _inner_ops as inner
+
+from ms_lars._trust_ratio import both_norms_positive, clip_by_learning_rate
+
+
+def _lars_update(epsilon, hyperpara, use_clip, weight, gradient, weight_square_sum, grad_square_sum, weight_decay,
+                 learning_rate):
+    return P.LARSUpdate(epsilon, hyperpara, use_clip)(weight, gradient, weight_square_sum, grad_square_sum,
+                                                     weight_decay, learning_rate)
+
+
+class AscendKernels:
+    """The fused kernels the Ascend path calls, with their MindSpore signatures:
+
+    * ``square_sum_all(x, y) -> (sum(x*x), sum(y*y))``
+    * ``lars_update(epsilon, hyperpara, use_clip, w, g, w_sq, g_sq, wd, lr) -> new gradient``
+    * ``lamb(var, m, v, lr, beta1, beta2, eps, wd, global_step, gradient)``, var/m/v in place.
+    """
+
+    def __init__(self, square_sum_all, lars_update, lamb, name):
+        self.square_sum_all = square_sum_all
+        self.lars_update = lars_update
+        self.lamb = lamb
+        self.name = name
+
+
+ASCEND_KERNELS = AscendKernels(P.SquareSumAll(), _lars_update, inner.Lamb(), "ascend")
+_override = None    # the seam: an AscendKernels that replaces the real ones (emulation on a CPU)
+_graphs = {}        # per-layer functions built for a kernels object
+
+
+def chosen_kernels():
+    """The kernels the Ascend path runs on here, or None where it does not run (not Ascend, no
+    emulation). LARS and Lamb ask once, at construction."""
+    if _override is not None:
+        return _override
+    return ASCEND_KERNELS if get_context("device_target") == "Ascend" else None
+
+
+def _make_lars_gradient(kernels):
+    square_sum_all, lars_update = kernels.square_sum_all, kernels.lars_update
+    lars_gradient = C.MultitypeFuncGraph(f"{kernels.name}_lars_gradient")
+
+    @lars_gradient.register("Number", "Number", "Bool", "Number", "Tensor", "Tensor", "Bool", "Bool", "Tensor",
+                            "Tensor")
+    def _lars(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag, weight,
+              gradient):
+        """Same signature and result as the CPU paths' per-layer rewrite (lars.py)."""
+        grad = gradient
+        if inverse_loss_scale != 1.0:
+            grad = grad * F.cast(inverse_loss_scale, F.dtype(grad))
+        if not lars_flag:
+            return grad
+        # nn.Optimizer keeps weight decay multiplied by its loss scale; LARS divides it back.
+        wd = weight_decay * inverse_loss_scale if decay_flag else F.zeros_like(weight_decay)
+        weight_square_sum, grad_square_sum = square_sum_all(weight, grad)
+        positive = both_norms_positive(weight_square_sum, grad_square_sum)
+        # The zero-norm guard's ratio: 1, clipped by lr like any other.
+        guard_ratio = clip_by_learning_rate(F.ones_like(lr), lr) if use_clip else F.ones_like(lr)
+        if coefficient == 0.0:
+            # LARSUpdate's ratio is 0 everywhere; only the guard's ratio is left.
+            ratio = F.select(positive, F.zeros_like(guard_ratio), guard_ratio)
+            return F.cast(ratio, F.dtype(grad)) * (grad + F.cast(wd, F.dtype(grad)) * weight)
+        # The guard costs scalars: where a norm is 0 the kernel gets unit square sums instead
+        # (its ratio would be 0, or NaN for 0/0), which makes its ratio the known positive
+        # coefficient / (1 + wd + epsilon), clipped; one scalar multiply then turns that into the
+        # guard's ratio. Where both norms are positive the multiplier is exactly 1.
+        one = F.ones_like(weight_square_sum)
+        update = lars_update(epsilon, coefficient, use_clip, weight, grad,
+                             F.select(positive, weight_square_sum, one), F.select(positive, grad_square_sum, one),
+                             wd, lr)
+        unit_ratio = coefficient / (1.0 + wd + epsilon)
+        if use_clip:
+            unit_ratio = clip_by_learning_rate(unit_ratio, lr)
+        correction = F.select(positive, F.ones_like(guard_ratio), guard_ratio / unit_ratio)
+        return update * F.cast(correction, F.dtype(update))
+
+    return lars_gradient
+
+
+def _make_lamb_update(kernels):
+    lamb = kernels.lamb
+    lamb_update = C.MultitypeFuncGraph(f"{kernels.name}_lamb_update")
+
+    @lamb_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                          "Tensor", "Bool", "Bool")
+    def _lamb(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter):
+        """Same signature as the CPU paths' per-layer update (lamb.py). ``global_step`` is the step
+        being taken (1 on the first call): lamb_fission.cc casts it to float32 and the kernel uses it
+        as t in 1 - beta^t."""
+        if not optim_filter:
+            return gradient
+        wd = weight_decay if decay_flag else F.zeros_like(weight_decay)
+        return lamb(weight, m, v, lr, beta1, beta2, eps, wd, global_step, gradient)
+
+    return lamb_update
+
+
+def lars_gradient(kernels):
+    """LARS's per-layer gradient rewrite on ``kernels`` (a MultitypeFuncGraph, built once per kernels)."""
+    key = ("lars", kernels)
+    if key not in _graphs:
+        _graphs[key] = _make_lars_gradient(kernels)
+    return _graphs[key]
+
+
+def lamb_update(kernels):
+    """Lamb's per-layer update on ``kernels`` (a MultitypeFuncGraph, built once per kernels)."""
+    key = ("lamb", kernels)
+    if key not in _graphs:
+        _graphs[key] = _make_lamb_update(kernels)
+    return _graphs[key]

@@ -1,0 +1,295 @@
+"""The published conformance cases: LARS and Lamb against the float64 reference over 6 steps.
+
+Each case builds its parameters, runs the optimizer on fixed gradients and compares every weight
+and optimizer state with ``reference.py``. Every case holds an all-zero weight, a step with an
+all-zero gradient and a 0-d parameter (a learnable scalar). ``tests/`` asserts these same cases on
+every path and mode, and ``python -m ms_lars.check`` prints them, so the two cannot drift.
+
+A case returns a list of ``(what, error, tolerance)``: a relative error (``reference.relative_error``)
+against 1e-5, or, for float16 tensors, float16 ulps against 1.
+"""
+import mindspore as ms
+import numpy as np
+from mindspore import Parameter, Tensor, nn
+from mindspore.nn.learning_rate_schedule import LearningRateSchedule
+
+import ms_lars
+from ms_lars.conformance.reference import (MomentumRule, SGDRule, centralize, lamb_step, relative_error, run_lamb,
+                                           run_lars)
+
+STEPS = 6
+TOLERANCE = 1e-5
+LR_LIST = [0.5, 0.4, 0.35, 0.3, 0.2, 0.1]
+
+
+def initial_weights(names_shapes, dtype=np.float32):
+    """Normal(0, 0.5) weights; layers whose name starts with 'zero' are all zeros."""
+    rng = np.random.default_rng(0)
+    return [np.zeros(shape, dtype) if name.startswith("zero") else np.asarray(rng.normal(0.0, 0.5, shape)).astype(dtype)
+            for name, shape in names_shapes]
+
+
+def make_parameters(names_shapes, dtype=np.float32):
+    return [Parameter(Tensor(w), name=name) for (name, _), w in zip(names_shapes, initial_weights(names_shapes, dtype))]
+
+
+def gradients(names_shapes, scales, zero_at, loss_scale=1.0, dtype=np.float32):
+    """STEPS lists of gradients; ``zero_at = (step, layer)`` gets an all-zero gradient."""
+    rng = np.random.default_rng(1)
+    steps = []
+    for step in range(STEPS):
+        grads = [(np.asarray(rng.normal(0.0, scale, shape)) * loss_scale).astype(dtype)
+                 for (_, shape), scale in zip(names_shapes, scales)]
+        if step == zero_at[0]:
+            grads[zero_at[1]] = np.zeros_like(grads[zero_at[1]])
+        steps.append(grads)
+    return steps
+
+
+def ungrouped_decay_flags(names_shapes):
+    """MindSpore's default: decay every parameter whose name has neither 'beta' nor 'gamma'."""
+    return [("beta" not in name and "gamma" not in name) for name, _ in names_shapes]
+
+
+def build_params(params, groups):
+    """Group dicts from (layer indices, extra keys) pairs; None means ungrouped."""
+    if groups is None:
+        return params
+    return [{"params": [params[i] for i in indices], **extra} for indices, extra in groups]
+
+
+class StepWeightDecay(nn.Cell):
+    """Dynamic weight decay 0.01 * (1 + step)."""
+
+    def construct(self, global_step):
+        return 0.01 * (1.0 + ms.ops.cast(global_step, ms.float32)).reshape(())
+
+
+def step_weight_decay(i, step):
+    return 0.01 * (1 + step)
+
+
+class InverseStepLR(LearningRateSchedule):
+    """lr = 0.5 / (1 + step)."""
+
+    def construct(self, global_step):
+        return 0.5 / (1.0 + ms.ops.cast(global_step, ms.float32))
+
+
+def inverse_step_lr(i, step):
+    return 0.5 / (1 + step)
+
+
+def const(value):
+    return lambda i, step: value
+
+
+def per_step(values):
+    return lambda i, step: values[step]
+
+
+def lr_tensor():
+    return Tensor(np.array(LR_LIST, np.float32))
+
+
+def _global_step_row(optimizer):
+    ok = int(optimizer.global_step.asnumpy().reshape(-1)[0]) == STEPS
+    return ("global_step advanced once per step", 0.0 if ok else float("inf"), TOLERANCE)
+
+
+def _float16_ulps(actual, expected):
+    """Worst distance of float16 ``actual`` from float64 ``expected`` rounded to float16, in float16 ulps."""
+    want16 = np.asarray(expected, np.float64).astype(np.float16)
+    ulp = np.spacing(np.abs(want16)).astype(np.float64)
+    error = np.abs(np.asarray(actual, np.float64) - want16.astype(np.float64)) / ulp
+    return float("inf") if not np.all(np.isfinite(error)) else float(np.max(error, initial=0.0))
+
+
+# ---------------------------------------------------------------------------------------- LARS
+
+LARS_LAYERS = [("conv.weight", (4, 3, 2, 2)), ("fc.weight", (5, 4)), ("fc.bias", (5,)), ("LayerNorm.gamma", (4,)),
+               ("zero.weight", (3, 3)), ("gate.weight", ())]
+# Per-layer gradient sizes chosen so that use_clip clips some layers and not others.
+LARS_GRAD_SCALES = [0.05, 1.0, 0.3, 0.3, 0.5, 0.2]
+LARS_ZERO_GRADIENT_AT = (2, 1)          # fc.weight's gradient is all zeros at step 2
+LARS_GROUP_LR_LIST = [0.3, 0.3, 0.25, 0.2, 0.15, 0.1]
+LARS_COEFFICIENT, LARS_EPSILON = 0.05, 1e-5
+
+
+def lars_schedules():
+    """{case: (inner learning_rate, inner weight_decay, groups or None, reference lr_of, wd_of, decay
+    flags)}. Groups are lists of (layer indices, {extra keys}), in layer order."""
+    decay = ungrouped_decay_flags(LARS_LAYERS)
+    group_lr = lambda i, step: 0.3 if i == 0 else 0.5  # noqa: E731
+    group_wd = lambda i, step: 0.02 if i == 0 else (0.0 if i in (1, 4) else 0.01)  # noqa: E731
+    groups = [([0], {"lr": 0.3, "weight_decay": 0.02}), ([1], {"weight_decay": 0.0}), ([2, 3], {}),
+              ([4], {"weight_decay": 0.0}), ([5], {})]
+    dyn_groups = [([0], {"lr": LARS_GROUP_LR_LIST}), ([1, 2, 3, 4, 5], {})]
+    dyn_group_lr = lambda i, step: LARS_GROUP_LR_LIST[step] if i == 0 else LR_LIST[step]  # noqa: E731
+    return {
+        "fixed": (0.5, 0.01, None, const(0.5), const(0.01), decay),
+        "group": (0.5, 0.01, groups, group_lr, group_wd, [True, False, True, True, False, True]),
+        "lr_list": (LR_LIST, 0.01, None, per_step(LR_LIST), const(0.01), decay),
+        "lr_tensor": (lr_tensor(), 0.01, None, per_step(LR_LIST), const(0.01), decay),
+        "lr_schedule": (InverseStepLR(), 0.01, None, inverse_step_lr, const(0.01), decay),
+        "dynamic_weight_decay": (0.5, StepWeightDecay(), None, const(0.5), step_weight_decay, decay),
+        "group_dynamic_lr": (LR_LIST, 0.01, dyn_groups, dyn_group_lr, const(0.01), [True] * 6),
+    }
+
+
+LARS_INNERS = {
+    "momentum": (lambda params, lr, wd, scale: nn.Momentum(params, lr, 0.9, weight_decay=wd, loss_scale=scale),
+                 MomentumRule(0.9), "moments"),
+    "sgd": (lambda params, lr, wd, scale: nn.SGD(params, lr, momentum=0.5, weight_decay=wd, loss_scale=scale),
+            SGDRule(0.5), "accum"),
+}
+
+
+def default_lars_filter(param):
+    return "LayerNorm" not in param.name and "bias" not in param.name
+
+
+def run_lars_case(schedule="fixed", inner="momentum", use_clip=False, loss_scale=1.0, lars_filter=None,
+                  lars_class=None):
+    """LARS(inner) on LARS_LAYERS for 6 steps; rows for every weight and inner state, and global_step.
+    ``lars_class``: the class under test (default ``ms_lars.LARS``; ``nn.LARS`` to compare)."""
+    lr, wd, groups, lr_of, wd_of, decay_flags = lars_schedules()[schedule]
+    make_inner, rule, state_attr = LARS_INNERS[inner]
+    params = make_parameters(LARS_LAYERS)
+    inner_optimizer = make_inner(build_params(params, groups), lr, wd, loss_scale)
+    lars_filter = lars_filter or default_lars_filter
+    optimizer = (lars_class or ms_lars.LARS)(inner_optimizer, epsilon=LARS_EPSILON, coefficient=LARS_COEFFICIENT,
+                                             use_clip=use_clip, lars_filter=lars_filter)
+    all_grads = gradients(LARS_LAYERS, LARS_GRAD_SCALES, LARS_ZERO_GRADIENT_AT, loss_scale)
+    for grads in all_grads:
+        optimizer(tuple(Tensor(g) for g in grads))
+    expected_w, expected_state = run_lars(initial_weights(LARS_LAYERS), all_grads, rule=rule, lr_of=lr_of,
+                                          wd_of=wd_of, decay_flags=decay_flags,
+                                          lars_flags=[lars_filter(p) for p in params],
+                                          coefficient=LARS_COEFFICIENT, epsilon=LARS_EPSILON, use_clip=use_clip,
+                                          loss_scale=loss_scale)
+    states = getattr(inner_optimizer, state_attr)
+    rows = [_global_step_row(inner_optimizer)]
+    for i, (name, _) in enumerate(LARS_LAYERS):
+        rows.append((name, relative_error(params[i].asnumpy(), expected_w[i]), TOLERANCE))
+        rows.append((f"{state_attr}.{name}", relative_error(states[i].asnumpy(), expected_state[i]), TOLERANCE))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- Lamb
+
+# conv.weight's second axis is a multiple of 16, so MindSpore's grad_centralization applies to it.
+LAMB_LAYERS = [("conv.weight", (4, 16, 2, 2)), ("fc.weight", (5, 4)), ("fc.bias", (5,)), ("ln.gamma", (4,)),
+               ("ln.beta", (4,)), ("zero.weight", (3, 3)), ("gate.weight", ())]
+LAMB_GRAD_SCALES = [0.05, 1.0, 0.3, 0.3, 0.3, 0.5, 0.2]
+LAMB_ZERO_GRADIENT_AT = (2, 1)
+LAMB_BETA1, LAMB_BETA2, LAMB_EPS = 0.9, 0.99, 1e-6
+
+
+def lamb_schedules():
+    """{case: (learning_rate, weight_decay, groups or None, reference lr_of, wd_of, decay flags)}."""
+    decay = ungrouped_decay_flags(LAMB_LAYERS)
+    group_lr = lambda i, step: 0.2 if i == 0 else 0.1  # noqa: E731
+    group_wd = lambda i, step: 0.02 if i == 0 else (0.0 if i in (1, 2) else 0.01)  # noqa: E731
+    groups = [([0], {"lr": 0.2, "weight_decay": 0.02}), ([1, 2], {"weight_decay": 0.0}), ([3, 4, 5, 6], {})]
+    centralized = [([0], {"grad_centralization": True}), ([1, 2, 3, 4, 5, 6], {})]
+    # Listed out of order; order_params restores the order the gradients come in.
+    ordered = [([3, 4, 5, 6], {"weight_decay": 0.0}), ([0, 1, 2], {"lr": 0.2}), ("order", {})]
+    ordered_lr = lambda i, step: 0.2 if i < 3 else 0.1  # noqa: E731
+    ordered_wd = lambda i, step: 0.0 if i >= 3 else 0.01  # noqa: E731
+    return {
+        "fixed": (0.1, 0.01, None, const(0.1), const(0.01), decay),
+        "group": (0.1, 0.01, groups, group_lr, group_wd, [True, False, False, True, True, True, True]),
+        "grad_centralization": (0.1, 0.01, centralized, const(0.1), const(0.01), [True] * 7),
+        "order_params": (0.1, 0.01, ordered, ordered_lr, ordered_wd, [True] * 3 + [False] * 4),
+        "lr_list": (LR_LIST, 0.01, None, per_step(LR_LIST), const(0.01), decay),
+        "lr_tensor": (lr_tensor(), 0.01, None, per_step(LR_LIST), const(0.01), decay),
+        "lr_schedule": (InverseStepLR(), 0.01, None, inverse_step_lr, const(0.01), decay),
+        "dynamic_weight_decay": (0.1, StepWeightDecay(), None, const(0.1), step_weight_decay, decay),
+    }
+
+
+def make_lamb(schedule="fixed", dtype=np.float32, lamb_class=None):
+    """(parameters, Lamb on LAMB_LAYERS) for a schedule."""
+    lr, wd, groups, _, _, _ = lamb_schedules()[schedule]
+    params = make_parameters(LAMB_LAYERS, dtype)
+    if groups is not None and groups[-1][0] == "order":
+        grouped = build_params(params, groups[:-1]) + [{"order_params": params}]
+    else:
+        grouped = build_params(params, groups)
+    optimizer = (lamb_class or ms_lars.Lamb)(grouped, lr, beta1=LAMB_BETA1, beta2=LAMB_BETA2, eps=LAMB_EPS,
+                                             weight_decay=wd)
+    return params, optimizer
+
+
+def run_lamb_case(schedule="fixed", lamb_class=None):
+    """Lamb on LAMB_LAYERS for 6 steps; rows for every weight, m and v, and global_step."""
+    _, _, _, lr_of, wd_of, decay_flags = lamb_schedules()[schedule]
+    params, optimizer = make_lamb(schedule, lamb_class=lamb_class)
+    all_grads = gradients(LAMB_LAYERS, LAMB_GRAD_SCALES, LAMB_ZERO_GRADIENT_AT)
+    for grads in all_grads:
+        optimizer(tuple(Tensor(g) for g in grads))
+    if schedule == "grad_centralization":
+        all_grads = [[centralize(g.astype(np.float64)) if i == 0 else g for i, g in enumerate(grads)]
+                     for grads in all_grads]
+    weights, ms_, vs = run_lamb(initial_weights(LAMB_LAYERS), all_grads, lr_of=lr_of, wd_of=wd_of,
+                                decay_flags=decay_flags, beta1=LAMB_BETA1, beta2=LAMB_BETA2, eps=LAMB_EPS)
+    rows = [_global_step_row(optimizer)]
+    for i, (name, _) in enumerate(LAMB_LAYERS):
+        rows.append((name, relative_error(params[i].asnumpy(), weights[i]), TOLERANCE))
+        rows.append((f"lamb_m.{name}", relative_error(optimizer.moments1[i].asnumpy(), ms_[i]), TOLERANCE))
+        rows.append((f"lamb_v.{name}", relative_error(optimizer.moments2[i].asnumpy(), vs[i]), TOLERANCE))
+    return rows
+
+
+def run_lamb_float16_case(lamb_class=None):
+    """float16 parameters, checked step by step from the optimizer's own state: the weight is the
+    float64 reference step rounded to float16, to within one float16 ulp, and stays float16. Moments
+    kept in float32 (the CPU paths) match to 1e-5; moments kept in float16 (Ascend) to one ulp."""
+    params, optimizer = make_lamb("fixed", np.float16, lamb_class=lamb_class)
+    decay_flags = ungrouped_decay_flags(LAMB_LAYERS)
+    rows = []
+    for step, grads in enumerate(gradients(LAMB_LAYERS, LAMB_GRAD_SCALES, LAMB_ZERO_GRADIENT_AT, dtype=np.float16)):
+        before = [tuple(x.asnumpy().copy() for x in state)
+                  for state in zip(params, optimizer.moments1, optimizer.moments2)]
+        optimizer(tuple(Tensor(g) for g in grads))
+        for i, ((w, m, v), g) in enumerate(zip(before, grads)):
+            name = LAMB_LAYERS[i][0]
+            want = lamb_step(w, m, v, g, step + 1, 0.1, 0.01 if decay_flags[i] else 0.0, LAMB_BETA1, LAMB_BETA2,
+                             LAMB_EPS)
+            for actual, expected, what in zip((params[i], optimizer.moments1[i], optimizer.moments2[i]), want,
+                                              (name, f"lamb_m.{name}", f"lamb_v.{name}")):
+                value = actual.asnumpy()
+                if value.dtype == np.float16:
+                    rows.append((f"step {step} {what} (float16 ulps)", _float16_ulps(value, expected), 1.0))
+                elif what == name:      # a float16 parameter must stay float16
+                    rows.append((f"step {step} {what} is {value.dtype}, not float16", float("inf"), 1.0))
+                else:
+                    rows.append((f"step {step} {what}", relative_error(value, expected), TOLERANCE))
+    return rows
+
+
+# ---------------------------------------------------------------------------------- the catalogue
+
+def _lars(**kwargs):
+    return "LARS", lambda lars_class=None: run_lars_case(lars_class=lars_class, **kwargs)
+
+
+def _lamb(schedule):
+    return "Lamb", lambda lamb_class=None: run_lamb_case(schedule, lamb_class=lamb_class)
+
+
+# nn.SGD refuses a dynamic weight decay itself, so that case runs with Momentum only.
+CASES = {
+    **{f"lars/{schedule}/{inner}": _lars(schedule=schedule, inner=inner)
+       for schedule in ("fixed", "group", "lr_list", "lr_tensor", "lr_schedule", "dynamic_weight_decay")
+       for inner in ("momentum", "sgd") if (schedule, inner) != ("dynamic_weight_decay", "sgd")},
+    **{f"lars/use_clip/{schedule}": _lars(schedule=schedule, use_clip=True)
+       for schedule in ("fixed", "lr_list", "group", "group_dynamic_lr")},
+    **{f"lars/loss_scale/{inner}": _lars(inner=inner, loss_scale=128.0) for inner in ("momentum", "sgd")},
+    "lars/custom_filter": _lars(lars_filter=lambda p: p.name.startswith(("conv", "gate"))),
+    **{f"lamb/{schedule}": _lamb(schedule) for schedule in lamb_schedules()},
+    "lamb/float16": ("Lamb", lambda lamb_class=None: run_lamb_float16_case(lamb_class=lamb_class)),
+}
+"""{name: (optimizer, run)}: ``run()`` returns the case's rows; ``run(lars_class=nn.LARS)`` or
+``run(lamb_class=nn.Lamb)`` runs MindSpore's own optimizer on it instead."""
