@@ -220,10 +220,9 @@ def _reference_step(config, optimizer, step, i, weight, states, grad):
             previous = None          # nn.SGD's first step takes the gradient as the accumulation
         new_w, new_state = rule.apply(np.asarray(weight, np.float64), new_g, lr, previous)
         return new_w, [new_state]
-    # Lamb holds beta1, beta2 and eps as float32 tensors (as nn.Lamb does): 1 - 0.999 in float32 is
-    # 1.3e-5 off, so the reference takes the values the optimizer holds.
-    beta1, beta2, eps = (float(np.float32(config.extra[k])) for k in ("beta1", "beta2", "eps"))
-    new_w, new_m, new_v = lamb_step(weight, states[0], states[1], grad, step + 1, lr, wd, beta1, beta2, eps)
+    x = config.extra
+    new_w, new_m, new_v = lamb_step(weight, states[0], states[1], grad, step + 1, lr, wd, x["beta1"], x["beta2"],
+                                    x["eps"])
     return new_w, [new_m, new_v]
 
 

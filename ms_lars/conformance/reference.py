@@ -43,7 +43,8 @@ class MomentumRule:
 
 
 class SGDRule:
-    """mindspore.nn.SGD (dampening 0, no nesterov): v = g on the first step, then v = mu * v + g."""
+    """mindspore.nn.SGD (dampening 0, no nesterov): with momentum > 0, v = g on the first step and
+    then v = mu * v + g, w -= lr * v; with momentum 0, w -= lr * g and v (its ``accum``) stays 0."""
 
     def __init__(self, momentum):
         self.momentum = momentum
@@ -52,6 +53,8 @@ class SGDRule:
         return None
 
     def apply(self, w, g, lr, v):
+        if self.momentum == 0:
+            return w - lr * g, (np.zeros_like(g) if v is None else v)
         v = g if v is None else self.momentum * v + g
         return w - lr * v, v
 
@@ -76,7 +79,11 @@ def run_lars(weights, grads_per_step, *, rule, lr_of, wd_of, decay_flags, lars_f
 
 
 def lamb_step(w, m, v, g, t, lr, wd, beta1, beta2, eps):
-    """One step of SPEC "Lamb" at step t (1-based); returns the new w, m, v in float64."""
+    """One step of SPEC "Lamb" at step t (1-based); returns the new w, m, v in float64.
+
+    Lamb holds beta1, beta2 and eps as float32 tensors, as nn.Lamb does, so the reference takes
+    those values: 1 - 0.999 differs from 1 - float32(0.999) by 1.3e-5 relative."""
+    beta1, beta2, eps = (float(np.float32(x)) for x in (beta1, beta2, eps))
     w, m, v, g = (np.asarray(x, np.float64) for x in (w, m, v, g))
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g

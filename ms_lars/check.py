@@ -1,0 +1,149 @@
+"""Conformance on your own device: ``python -m ms_lars.check``.
+
+Runs the published conformance cases (``ms_lars.conformance.cases``) through LARS and Lamb on every
+path that ships for the device target (CPU: the C++ kernels and composed ops; GPU: composed ops;
+Ascend: MindSpore's fused primitives), in GRAPH_MODE and PYNATIVE_MODE, compares every weight and
+optimizer state with the float64 reference and prints one row per case, path and mode. Exit status
+0 only when every row passes.
+
+    python -m ms_lars.check                         # the device MindSpore targets by default
+    python -m ms_lars.check --device-target Ascend --json conformance.json
+    python -m ms_lars.check --emulate-ascend        # on a CPU, also the Ascend path's code, kernels emulated
+    python -m ms_lars.check --cases 'lamb/*' --modes graph
+
+Where MindSpore's own ``nn.LARS`` / ``nn.Lamb`` run (Ascend), they are run on the same cases too, for
+information: those rows show where and by how much they differ from the formula ms_lars
+guarantees (the zero-weight case, for ``nn.LARS``), and do not count towards the exit status.
+"""
+import argparse
+import fnmatch
+import json
+import math
+import platform
+import sys
+import time
+import warnings
+
+import mindspore as ms
+from mindspore import nn
+
+from ms_lars.conformance.cases import CASES
+from ms_lars.conformance.paths import kernels_build, on_path, paths_for
+
+MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
+
+
+def _worst(rows):
+    """The row that uses most of its tolerance."""
+    return max(rows, key=lambda row: row[1] / row[2] if row[2] > 0 else (0.0 if row[1] == 0 else math.inf))
+
+
+def run_case(case, path, mode, mindspore_class=None):
+    """One result: {case, path, mode, worst_error, tolerance, what, passed}. An exception is a failing
+    row that names it."""
+    optimizer, run = CASES[case]
+    ms.set_context(mode=MODES[mode])
+    result = {"case": case, "path": path, "mode": mode}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if mindspore_class is not None:
+                rows = run(**{f"{optimizer.lower()}_class": mindspore_class})
+            else:
+                with on_path(path):
+                    rows = run()
+    except Exception as error:   # noqa: BLE001 - a failing row names what went wrong
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        return {**result, "worst_error": math.inf, "tolerance": 0.0, "what": f"{type(error).__name__}: {message}",
+                "passed": False}
+    what, error, tolerance = _worst(rows)
+    return {**result, "worst_error": error, "tolerance": tolerance, "what": what,
+            "passed": all(e <= t for _, e, t in rows)}
+
+
+def _format_row(row, verdict):
+    error = "inf" if math.isinf(row["worst_error"]) else f"{row['worst_error']:.3g}"
+    return (f"{row['case']:28s} {row['path']:16s} {row['mode']:9s} {error:>10s} {row['tolerance']:>9.3g}  "
+            f"{verdict:5s} {row['what']}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m ms_lars.check", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device-target", choices=("CPU", "GPU", "Ascend"), default=None,
+                        help="default: the device MindSpore targets here")
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
+    parser.add_argument("--paths", nargs="+", default=None,
+                        help="only these paths (default: every path that ships for the device)")
+    parser.add_argument("--cases", nargs="+", default=["*"], metavar="PATTERN",
+                        help="only the cases matching these shell patterns, e.g. 'lars/*'")
+    parser.add_argument("--emulate-ascend", action="store_true",
+                        help="on a CPU, also run the Ascend path's code with the Ascend kernels emulated")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    started = time.perf_counter()
+    device = args.device_target or ms.get_context("device_target")
+    ms.set_device(device)
+    paths = args.paths or paths_for(device)
+    if device == "CPU":
+        if args.paths is None and not args.emulate_ascend:
+            paths = [p for p in paths if p != "ascend-emulated"]
+        if "kernel" in paths and not kernels_build():
+            print("ms_lars.check: the C++ CPU kernels cannot be built here (no compiler?); LARS and Lamb run on "
+                  "composed ops, so only that path is checked", file=sys.stderr)
+            paths = [p for p in paths if p != "kernel"]
+    unknown = [p for p in paths if p not in paths_for(device)]
+    if unknown:
+        print(f"ms_lars.check: error: no path {', '.join(unknown)} on {device} (there: {', '.join(paths_for(device))})",
+              file=sys.stderr)
+        return 2
+    cases = [c for c in CASES if any(fnmatch.fnmatch(c, pattern) for pattern in args.cases)]
+    if not cases:
+        print(f"ms_lars.check: error: no case matches {args.cases}", file=sys.stderr)
+        return 2
+
+    print(f"{'case':28s} {'path':16s} {'mode':9s} {'worst err':>10s} {'tolerance':>9s}  result where")
+    results, informational = [], []
+    for path in paths:
+        for mode in args.modes:
+            for case in cases:
+                row = run_case(case, path, mode)
+                results.append(row)
+                print(_format_row(row, "pass" if row["passed"] else "FAIL"), flush=True)
+    if device == "Ascend":
+        for mode in args.modes:
+            for case in cases:
+                optimizer = CASES[case][0]
+                cls = nn.LARS if optimizer == "LARS" else nn.Lamb
+                row = run_case(case, f"nn.{optimizer}", mode, mindspore_class=cls)
+                informational.append(row)
+                print(_format_row(row, "same" if row["passed"] else "DIFF"), flush=True)
+
+    seconds = time.perf_counter() - started
+    failed = [row for row in results if not row["passed"]]
+    default_path = paths_for(device)[0] if device != "CPU" or kernels_build() else "composed"
+    print()
+    print(f"MindSpore {ms.__version__}, device {device} ({platform.machine()}), path chosen by LARS and Lamb here: "
+          f"{default_path}")
+    print(f"{len(results) - len(failed)} of {len(results)} rows pass ({len(cases)} cases x {len(paths)} paths x "
+          f"{len(args.modes)} modes) in {seconds:.1f} s")
+    if informational:
+        differing = [row["case"] for row in informational if not row["passed"]]
+        print(f"MindSpore's own nn.LARS/nn.Lamb (not counted): {len(differing)} of {len(informational)} rows differ "
+              f"from the formula{': ' + ', '.join(sorted(set(differing))) if differing else ''}")
+    for row in failed:
+        print(f"FAILED: {row['case']} on {row['path']}, {row['mode']}: {row['what']} "
+              f"(error {row['worst_error']:.3g} > {row['tolerance']:.3g})")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"mindspore": ms.__version__, "device": device, "default_path": default_path,
+                       "seconds": seconds, "passed": not failed, "rows": results, "mindspore_nn_rows": informational},
+                      f, indent=2, default=str)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
