@@ -91,9 +91,34 @@ def parse_args(argv=None):
             parser.error("--resume needs one --optimizer, the one the checkpoint was written with")
         if not os.path.isfile(args.resume):
             parser.error(f"--resume: no checkpoint file at {args.resume}")
+        args.checkpoint = read_checkpoint(args.resume, parser)
     if args.warmup_epochs >= args.epochs and args.warmup_epochs > 0:
         parser.error(f"--warmup-epochs ({args.warmup_epochs}) must be less than --epochs ({args.epochs})")
     return args
+
+
+def read_checkpoint(path, parser):
+    """The parameters of a checkpoint this script wrote, or one line naming the file."""
+    try:
+        checkpoint = ms.load_checkpoint(path)
+    except (ValueError, RuntimeError, OSError, TypeError):
+        parser.error(f"--resume: {path} is not a readable MindSpore checkpoint (corrupt or truncated?)")
+    if "epoch" not in checkpoint:
+        parser.error(f"--resume: {path} was not written by train.py --save-checkpoint (it records no epoch)")
+    return checkpoint
+
+
+def save_checkpoint_atomically(cell, path, epoch):
+    """Write to a temporary file beside ``path``, then rename: a crash mid-write never leaves a
+    corrupt file under the final name."""
+    directory, name = os.path.split(path)
+    partial = os.path.join(directory, f".{name[:-len('.ckpt')]}.{os.getpid()}.partial.ckpt")
+    try:
+        ms.save_checkpoint(cell, partial, append_dict={"epoch": epoch})
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
 
 
 def load_digits_split(seed, limit=None):
@@ -199,7 +224,7 @@ class EpochLog(Callback):
                   f"test accuracy {accuracy:.4f}  {time.perf_counter() - self.started:6.1f} s", flush=True)
         if self.checkpoint_dir:
             path = os.path.join(self.checkpoint_dir, f"{self.prefix}-{cb_params.cur_epoch_num}.ckpt")
-            ms.save_checkpoint(cb_params.train_network, path, append_dict={"epoch": cb_params.cur_epoch_num})
+            save_checkpoint_atomically(cb_params.train_network, path, cb_params.cur_epoch_num)
 
 
 def train_one(name, args, data, rank=0, group_size=1):
@@ -214,7 +239,7 @@ def train_one(name, args, data, rank=0, group_size=1):
     train_cell = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), optimizer)
     first_epoch = 0
     if args.resume:
-        checkpoint = ms.load_checkpoint(args.resume)
+        checkpoint = dict(args.checkpoint)
         first_epoch = int(checkpoint.pop("epoch").asnumpy())
         not_loaded, _ = ms.load_param_into_net(train_cell, checkpoint, strict_load=True)
         if not_loaded:

@@ -55,3 +55,39 @@ def test_bad_arguments_end_with_one_line_and_non_zero_exit(tmp_path, args, messa
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "not written by train.py"])
+def test_resume_from_a_damaged_checkpoint_ends_with_one_line_naming_the_file(tmp_path, damage):
+    common = [*SHORT, "--optimizer", "lars", "--epochs", "2", "--plot", ""]
+    path = tmp_path / "bad.ckpt"
+    if damage == "garbage":
+        path.write_bytes(b"\x00\x01 this is no checkpoint " * 50)
+    else:
+        good = run(*common, "--save-checkpoint", "ckpt", cwd=tmp_path)
+        assert good.returncode == 0, good.stderr[-3000:]
+        data = (tmp_path / "ckpt" / "lars-1.ckpt").read_bytes()
+        if damage == "truncated":
+            path.write_bytes(data[:len(data) // 2])
+        else:
+            ms.save_checkpoint([{"name": "w", "data": ms.Tensor(np.ones(2, np.float32))}], str(path))
+    result = run(*common, "--resume", "bad.ckpt", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "WARNING" not in line]
+    assert len(lines) == 1 and "bad.ckpt" in lines[0], result.stderr
+
+
+def test_a_crash_while_writing_a_checkpoint_leaves_no_file_under_the_final_name(tmp_path, monkeypatch):
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    import train
+
+    def crash_midway(cell, path, append_dict=None):
+        with open(path, "wb") as f:
+            f.write(b"half a checkpoint")
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(train.ms, "save_checkpoint", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        train.save_checkpoint_atomically(None, str(tmp_path / "lamb-3.ckpt"), 3)
+    assert os.listdir(tmp_path) == []
