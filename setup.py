@@ -1,22 +1,74 @@
-from setuptools import find_packages, setup
+"""ms_lars: builds the C++ CPU kernels into the package, so a wheel carries them (see README, Install)."""
+import os
+import runpy
+import shutil
+import sys
+
+from setuptools import Distribution, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VERSION = runpy.run_path(os.path.join(HERE, "ms_lars", "_version.py"))["__version__"]
+KERNELS = runpy.run_path(os.path.join(HERE, "ms_lars", "_kernel_build.py"))
+
+
+class BuildKernels(build_ext):
+    """Compile ms_lars/kernels/*.cc into ms_lars/kernels/<kernel>-<digest>.so. Without a working
+    compiler the package still builds, with a warning: its kernels are then compiled at first use,
+    or the composed-op path runs."""
+
+    def run(self):
+        source_dir = os.path.join(HERE, "ms_lars", "kernels")
+        target_dir = source_dir if self.inplace or getattr(self, "editable_mode", False) else \
+            os.path.join(self.build_lib, "ms_lars", "kernels")
+        os.makedirs(target_dir, exist_ok=True)
+        compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+        for source in KERNELS["SOURCES"]:
+            library = os.path.join(target_dir, KERNELS["library_name"](source, source_dir))
+            error = "no C++ compiler found (set CXX or install g++)" if compiler is None else None
+            if compiler is not None:
+                try:
+                    result = KERNELS["compile_kernel"](compiler, os.path.join(source_dir, source), library)
+                    error = None if result.returncode == 0 else result.stderr[-2000:]
+                except OSError as exc:
+                    error = str(exc)
+            if error is not None:
+                if os.path.exists(library):
+                    os.unlink(library)
+                print(f"ms_lars: WARNING: the CPU kernel {source} was not built ({error}); it will be compiled at "
+                      f"first use, or the slower composed-op path will run", file=sys.stderr)
+
+    def get_outputs(self):
+        return []
+
+
+class BinaryDistribution(Distribution):
+    """The wheel carries compiled kernels: it is for one platform and Python."""
+
+    def has_ext_modules(self):
+        return True
+
 
 setup(
     name="ms_lars",
-    version="0.1.0",
+    version=VERSION,
     description="LARS and Lamb for MindSpore 2.x on CPU, GPU and Ascend: drop-in replacements for "
                 "mindspore.nn.LARS and mindspore.nn.Lamb",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=open(os.path.join(HERE, "README.md"), encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
-    # The fused CPU kernels' C++ source: compiled with g++ on first use, never downloaded.
+    # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
     package_data={"ms_lars": ["kernels/*.cc"]},
+    cmdclass={"build_ext": BuildKernels},
+    distclass=BinaryDistribution,
     python_requires=">=3.9",
     # numpy<2: with NumPy 2, MindSpore 2.10's mindspore.dataset fails ("Unable to avoid copy").
-    install_requires=["mindspore>=2.3", "numpy>=1.21,<2"],
+    # mindspore: the versions the suite was run on (README, "Tested MindSpore versions").
+    install_requires=["mindspore>=2.7.0,<2.11", "numpy>=1.21,<2"],
     extras_require={
         "examples": ["scikit-learn>=1.0", "matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
-        "test": ["pytest>=7", "scikit-learn>=1.0", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5"],
     },
     license="Apache-2.0",
 )

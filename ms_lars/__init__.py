@@ -1,7 +1,7 @@
 """LARS and Lamb for MindSpore 2.x: drop-in replacements for ``mindspore.nn.LARS`` and
 ``mindspore.nn.Lamb`` that run on CPU, GPU and Ascend, in graph and PyNative mode."""
+from ms_lars._version import __version__
 from ms_lars.lamb import Lamb
 from ms_lars.lars import LARS
 
-__all__ = ["LARS", "Lamb"]
-__version__ = "0.1.0"
+__all__ = ["LARS", "Lamb", "__version__"]

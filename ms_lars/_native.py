@@ -1,15 +1,14 @@
-"""Fused CPU kernels, compiled from the C++ source shipped in ``ms_lars/kernels`` on first use.
+"""Fused CPU kernels, loaded by MindSpore as AOT custom ops.
 
-The shared library is built once with the system C++ compiler (``$CXX``, else ``g++``) into
-``$MS_LARS_CACHE`` (default ``~/.cache/ms_lars``), named by a hash of the source and flags, and
-loaded by MindSpore as an AOT custom op. Nothing is downloaded. Where no compiler works, or
-``MS_LARS_NO_CPU_KERNELS=1`` is set, the optimizers use their composed-op path instead (slower,
-same formula; the tests check that the two agree).
+An installed package carries them compiled (``ms_lars/kernels/<kernel>-<digest>.so``, built by
+setup.py). A source tree without them (a checkout on ``PYTHONPATH``, a kernel edited since it was
+built) compiles them at first use with the system C++ compiler (``$CXX``, else ``g++``) into
+``$MS_LARS_CACHE`` (default ``~/.cache/ms_lars``), under the same digest name. Nothing is
+downloaded. Where neither works, or ``MS_LARS_NO_CPU_KERNELS=1`` is set, the optimizers use their
+composed-op path instead (slower, same formula; the tests check that the two agree).
 """
-import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import warnings
@@ -17,8 +16,8 @@ import warnings
 from mindspore import dtype as mstype
 from mindspore import get_context, ops
 
-_SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
-_FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++14"]
+from ms_lars._kernel_build import SOURCE_DIR, compile_kernel, library_name
+
 _built = {}
 _ops = {}
 
@@ -28,35 +27,41 @@ def _cache_dir():
 
 
 def _build(source_name):
-    """Path of the shared library for ``kernels/<source_name>``, built if not cached; None on failure."""
-    source = os.path.join(_SOURCE_DIR, source_name)
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-    if compiler is None:
-        warnings.warn("ms_lars: no C++ compiler found (set CXX or install g++); using the slower composed-op "
-                      "CPU path", RuntimeWarning)
-        return None
-    with open(source, "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join(_FLAGS).encode()).hexdigest()[:16]
-    library = os.path.join(_cache_dir(), f"{os.path.splitext(source_name)[0]}-{digest}.so")
+    """Path of the shared library for ``kernels/<source_name>``: the one the package carries, else
+    one in the cache, built if need be; None on failure."""
+    name = library_name(source_name, SOURCE_DIR)
+    shipped = os.path.join(SOURCE_DIR, name)
+    if os.path.exists(shipped):
+        return shipped
+    library = os.path.join(_cache_dir(), name)
     if os.path.exists(library):
         return library
+    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        warnings.warn("ms_lars: no compiled CPU kernels in this installation and no C++ compiler found (set CXX or "
+                      "install g++); using the slower composed-op CPU path", RuntimeWarning)
+        return None
     print(f"ms_lars: building the fused CPU kernel {source_name} into {library} (once)", file=sys.stderr)
+    partial = None
     try:
         os.makedirs(os.path.dirname(library), exist_ok=True)
         fd, partial = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(library))
         os.close(fd)
-        result = subprocess.run([compiler, *_FLAGS, "-o", partial, source], capture_output=True, text=True)
+        result = compile_kernel(compiler, os.path.join(SOURCE_DIR, source_name), partial)
+        if result.returncode != 0:
+            warnings.warn(f"ms_lars: building {source_name} failed, using the slower composed-op CPU path:\n"
+                          f"{result.stderr[-2000:]}", RuntimeWarning)
+            return None
+        os.replace(partial, library)   # atomic: a concurrent build (msrun workers) never sees half a file
+        partial = None
+        return library
     except OSError as error:   # an unwritable cache, a compiler that cannot run
         warnings.warn(f"ms_lars: building {source_name} failed ({error}); using the slower composed-op CPU path",
                       RuntimeWarning)
         return None
-    if result.returncode != 0:
-        os.unlink(partial)
-        warnings.warn(f"ms_lars: building {source_name} failed, using the slower composed-op CPU path:\n"
-                      f"{result.stderr[-2000:]}", RuntimeWarning)
-        return None
-    os.replace(partial, library)   # atomic: a concurrent build (msrun workers) never sees half a file
-    return library
+    finally:
+        if partial is not None and os.path.exists(partial):
+            os.unlink(partial)   # never leave a half-built or empty library behind
 
 
 def cpu_kernel(source_name, function, out_shape=None, in_place=False):

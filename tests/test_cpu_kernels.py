@@ -54,19 +54,42 @@ def test_kernel_and_composed_paths_agree(graph_mode, monkeypatch, name):
         np.testing.assert_allclose(by_kernel[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
 
 
-def test_kernels_are_built_once_into_the_cache_with_a_message(tmp_path, monkeypatch, capsys):
+def _source_tree_without_built_kernels(tmp_path, monkeypatch):
+    """As a checkout run from PYTHONPATH: the kernels' source, none compiled beside it."""
+    sources = tmp_path / "kernels"
+    sources.mkdir()
+    for name in ("lars_cpu.cc", "lamb_cpu.cc"):
+        shutil.copy(os.path.join(native.SOURCE_DIR, name), sources / name)
+    monkeypatch.setattr(native, "SOURCE_DIR", str(sources))
+
+
+def test_an_installed_package_loads_its_compiled_kernels_without_building(tmp_path, monkeypatch, capsys):
+    # pip install (a wheel, or -e .) compiled them into ms_lars/kernels with the source's digest.
     monkeypatch.setenv("MS_LARS_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
+    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "_ops", {})
+    assert native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
+    assert native._built["lars_cpu.cc"].startswith(native.SOURCE_DIR)
+    assert "building" not in capsys.readouterr().err and os.listdir(tmp_path) == []
+
+
+def test_kernels_are_built_once_into_the_cache_with_a_message(tmp_path, monkeypatch, capsys):
+    _source_tree_without_built_kernels(tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MS_LARS_CACHE", str(cache))
     monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     assert native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
     assert "building the fused CPU kernel lars_cpu.cc" in capsys.readouterr().err
-    built = os.listdir(tmp_path)
+    built = os.listdir(cache)
     assert len(built) == 1 and built[0].startswith("lars_cpu-") and built[0].endswith(".so")
     monkeypatch.setattr(native, "_built", {})
     assert native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
     assert "building" not in capsys.readouterr().err       # cached: not built again
-    assert os.listdir(tmp_path) == built
+    assert os.listdir(cache) == built
 
 
 def test_no_kernels_where_the_target_is_not_the_cpu_or_they_are_switched_off(monkeypatch):
@@ -78,6 +101,7 @@ def test_no_kernels_where_the_target_is_not_the_cpu_or_they_are_switched_off(mon
 
 
 def test_a_failed_build_falls_back_to_the_composed_path_with_a_warning(tmp_path, monkeypatch):
+    _source_tree_without_built_kernels(tmp_path, monkeypatch)
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the cache directory should be")
     monkeypatch.setenv("MS_LARS_CACHE", str(blocked / "cache"))
@@ -87,3 +111,17 @@ def test_a_failed_build_falls_back_to_the_composed_path_with_a_warning(tmp_path,
     with pytest.warns(RuntimeWarning, match="composed-op CPU path"):
         optimizer = ms_lars.Lamb([Parameter(Tensor(np.ones((2, 2), np.float32)), name="w")], 0.1)
     assert optimizer.path == "composed"
+
+
+def test_a_missing_compiler_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
+    # Seen: CXX pointing at a missing compiler left empty temporary .so files in the cache.
+    _source_tree_without_built_kernels(tmp_path, monkeypatch)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MS_LARS_CACHE", str(cache))
+    monkeypatch.setenv("CXX", str(tmp_path / "missing" / "g++"))
+    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
+    monkeypatch.setattr(native, "_built", {})
+    monkeypatch.setattr(native, "_ops", {})
+    with pytest.warns(RuntimeWarning, match="composed-op CPU path"):
+        assert native.cpu_kernel("lamb_cpu.cc", "LambStep", out_shape=(3,)) is None
+    assert os.listdir(cache) == []

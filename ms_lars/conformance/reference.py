@@ -113,12 +113,12 @@ def centralize(g):
     return g - g.mean(axis=tuple(range(1, g.ndim)), keepdims=True)
 
 
-def relative_error(actual, expected):
+def relative_error(actual, expected, floor=1e-2):
     """Worst relative error of ``actual`` against the float64 ``expected``.
 
-    An element's error is taken relative to the larger of itself and 1% of the tensor's largest
-    magnitude, so that an element that happens to sit near zero is not held to a float32 rounding
-    of its neighbours' size.
+    An element's error is taken relative to the larger of itself and ``floor`` times the tensor's
+    largest magnitude, so that an element that happens to sit near zero is not held to a float32
+    rounding of its neighbours' size.
     """
     actual = np.asarray(actual, np.float64)
     expected = np.asarray(expected, np.float64)
@@ -126,6 +126,6 @@ def relative_error(actual, expected):
         return float("inf")
     if actual.size == 0:
         return 0.0
-    scale = np.maximum(np.abs(expected), 1e-2 * max(float(np.max(np.abs(expected))), 1e-30))
+    scale = np.maximum(np.abs(expected), floor * max(float(np.max(np.abs(expected))), 1e-30))
     error = np.abs(actual - expected) / scale
     return float("inf") if not np.all(np.isfinite(actual)) else float(np.max(error))
