@@ -25,16 +25,20 @@ class BuildKernels(build_ext):
         compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
         for source in KERNELS["SOURCES"]:
             library = os.path.join(target_dir, KERNELS["library_name"](source, source_dir))
+            # Compiled beside it and renamed: a process that has the library loaded keeps its copy.
+            partial = f"{library}.{os.getpid()}.partial"
             error = "no C++ compiler found (set CXX or install g++)" if compiler is None else None
             if compiler is not None:
                 try:
-                    result = KERNELS["compile_kernel"](compiler, os.path.join(source_dir, source), library)
+                    result = KERNELS["compile_kernel"](compiler, os.path.join(source_dir, source), partial)
                     error = None if result.returncode == 0 else result.stderr[-2000:]
+                    if error is None:
+                        os.replace(partial, library)
                 except OSError as exc:
                     error = str(exc)
+            if os.path.exists(partial):
+                os.unlink(partial)
             if error is not None:
-                if os.path.exists(library):
-                    os.unlink(library)
                 print(f"ms_lars: WARNING: the CPU kernel {source} was not built ({error}); it will be compiled at "
                       f"first use, or the slower composed-op path will run", file=sys.stderr)
 
