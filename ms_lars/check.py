@@ -20,6 +20,7 @@ import fnmatch
 import json
 import math
 import platform
+import re
 import sys
 import time
 import warnings
@@ -53,7 +54,11 @@ def run_case(case, path, mode, mindspore_class=None):
                 with on_path(path):
                     rows = run()
     except Exception as error:   # noqa: BLE001 - a failing row names what went wrong
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        # MindSpore's messages open with banners ("-----", "- Kernel select failed:"): the first line
+        # that says something is the message.
+        said = [line.strip() for line in str(error).splitlines()
+                if re.search(r"[A-Za-z]", line) and not line.strip().startswith("- ")]
+        message = said[0] if said else ""
         return {**result, "worst_error": math.inf, "tolerance": 0.0, "what": f"{type(error).__name__}: {message}",
                 "passed": False}
     what, error, tolerance = _worst(rows)

@@ -1,6 +1,7 @@
 """``python -m ms_lars.check``: passes on this CPU, and fails, naming the row, when a path is broken
 on purpose through the same seam the emulated-Ascend tests use."""
 import json
+
 import subprocess
 import sys
 
@@ -60,3 +61,13 @@ def test_command_line_entry_point_and_bad_arguments():
     bad = subprocess.run([sys.executable, "-m", "ms_lars.check", "--cases", "nothing/*"], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "no case matches" in bad.stderr
+
+
+def test_mindspore_own_optimizer_rows_report_instead_of_crashing(graph_mode):
+    # On Ascend the check also runs nn.LARS / nn.Lamb on the cases; on a CPU they cannot run, and
+    # the row must say so rather than stop the check.
+    from mindspore import nn
+    row = check.run_case("lars/fixed/momentum", "nn.LARS", "graph", mindspore_class=nn.LARS)
+    assert not row["passed"] and "Unsupported op [LARSUpdate]" in row["what"]
+    row = check.run_case("lamb/fixed", "nn.Lamb", "graph", mindspore_class=nn.Lamb)
+    assert not row["passed"] and "Unsupported op [Lamb]" in row["what"]
