@@ -3,7 +3,8 @@
 Both optimizers scale a layer's update by a ratio of norms. This module holds the pieces they
 share, so that the two cannot drift apart:
 
-* ``l2_norm``: the float32 L2 norm of a tensor (a two-stage reduction, see below);
+* ``square_sum`` / ``l2_norm``: a tensor's float32 sum of squares and L2 norm (a two-stage
+  reduction, see below);
 * ``both_norms_positive`` / ``guard_zero_norms``: the zero-norm guard, ratio 1 wherever either
   norm is zero;
 * ``lars_trust_ratio`` / ``lamb_trust_ratio``: the two ratios, guarded;
@@ -29,8 +30,8 @@ def to_float32(x):
     return _cast(x, mstype.float32)
 
 
-def l2_norm(x):
-    """Float32 L2 norm of ``x`` as a 0-d tensor.
+def square_sum(x):
+    """Float32 sum of squares of ``x`` as a 0-d tensor.
 
     A tensor of rank >= 2 is summed in two stages, over its trailing axes and then over its
     first: measured on the CPU, that is faster than one full ReduceSum and keeps float32
@@ -41,7 +42,12 @@ def l2_norm(x):
     squares = x * x
     if x.ndim >= 2:
         squares = _reduce_sum(squares.reshape(x.shape[0], -1), 1)
-    return _sqrt(_reduce_sum(squares))
+    return _reduce_sum(squares)
+
+
+def l2_norm(x):
+    """Float32 L2 norm of ``x`` as a 0-d tensor."""
+    return _sqrt(square_sum(x))
 
 
 def both_norms_positive(weight_norm, other_norm):

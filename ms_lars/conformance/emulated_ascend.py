@@ -35,23 +35,14 @@ from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
 from ms_lars import _ascend
-from ms_lars._trust_ratio import to_float32
+from ms_lars._trust_ratio import square_sum, to_float32
 
 _sqrt = P.Sqrt()
 _pow = P.Pow()
-_reduce_sum = P.ReduceSum()
-
-
-def _square_sum(x):
-    x = to_float32(x)
-    squares = x * x
-    if x.ndim >= 2:
-        squares = _reduce_sum(squares.reshape(x.shape[0], -1), 1)
-    return _reduce_sum(squares)
 
 
 def _square_sum_all(x, y):
-    return F.cast(_square_sum(x), F.dtype(x)), F.cast(_square_sum(y), F.dtype(y))
+    return F.cast(square_sum(x), F.dtype(x)), F.cast(square_sum(y), F.dtype(y))
 
 
 def _lars_update(epsilon, hyperpara, use_clip, weight, gradient, weight_square_sum, grad_square_sum, weight_decay,
@@ -73,8 +64,8 @@ def _lamb(var, m, v, lr, beta1, beta2, eps, weight_decay, global_step, gradient)
     next_m = to_float32(m) * beta1 + g * (1.0 - beta1)
     update = next_m / (1.0 - _pow(beta1, t)) / (_sqrt(next_v / (1.0 - _pow(beta2, t))) + eps) + w * weight_decay
     # SquareSumV1 + Sqrt, twice
-    weight_norm = _sqrt(_square_sum(w))
-    update_norm = _sqrt(_square_sum(update))
+    weight_norm = _sqrt(square_sum(w))
+    update_norm = _sqrt(square_sum(update))
     # LambApplyWeightAssign
     one = F.ones_like(weight_norm)
     safe_update_norm = F.select(update_norm > 0.0, update_norm, one)
