@@ -150,7 +150,8 @@ def default_lars_filter(param):
 
 
 def run_lars_case(schedule="fixed", inner="momentum", use_clip=False, loss_scale=1.0, lars_filter=None,
-                  lars_class=None):
+                  lars_class=None, coefficient=LARS_COEFFICIENT, epsilon=LARS_EPSILON,
+                  zero_gradient_at=LARS_ZERO_GRADIENT_AT):
     """LARS(inner) on LARS_LAYERS for 6 steps; rows for every weight and inner state, and global_step.
     ``lars_class``: the class under test (default ``ms_lars.LARS``; ``nn.LARS`` to compare)."""
     lr, wd, groups, lr_of, wd_of, decay_flags = lars_schedules()[schedule]
@@ -158,15 +159,15 @@ def run_lars_case(schedule="fixed", inner="momentum", use_clip=False, loss_scale
     params = make_parameters(LARS_LAYERS)
     inner_optimizer = make_inner(build_params(params, groups), lr, wd, loss_scale)
     lars_filter = lars_filter or default_lars_filter
-    optimizer = (lars_class or ms_lars.LARS)(inner_optimizer, epsilon=LARS_EPSILON, coefficient=LARS_COEFFICIENT,
+    optimizer = (lars_class or ms_lars.LARS)(inner_optimizer, epsilon=epsilon, coefficient=coefficient,
                                              use_clip=use_clip, lars_filter=lars_filter)
-    all_grads = gradients(LARS_LAYERS, LARS_GRAD_SCALES, LARS_ZERO_GRADIENT_AT, loss_scale)
+    all_grads = gradients(LARS_LAYERS, LARS_GRAD_SCALES, zero_gradient_at, loss_scale)
     for grads in all_grads:
         optimizer(tuple(Tensor(g) for g in grads))
     expected_w, expected_state = run_lars(initial_weights(LARS_LAYERS), all_grads, rule=rule, lr_of=lr_of,
                                           wd_of=wd_of, decay_flags=decay_flags,
                                           lars_flags=[lars_filter(p) for p in params],
-                                          coefficient=LARS_COEFFICIENT, epsilon=LARS_EPSILON, use_clip=use_clip,
+                                          coefficient=coefficient, epsilon=epsilon, use_clip=use_clip,
                                           loss_scale=loss_scale)
     states = getattr(inner_optimizer, state_attr)
     rows = [_global_step_row(inner_optimizer)]
@@ -288,6 +289,11 @@ CASES = {
        for schedule in ("fixed", "lr_list", "group", "group_dynamic_lr")},
     **{f"lars/loss_scale/{inner}": _lars(inner=inner, loss_scale=128.0) for inner in ("momentum", "sgd")},
     "lars/custom_filter": _lars(lars_filter=lambda p: p.name.startswith(("conv", "gate"))),
+    # epsilon 0 with the all-zero weight's gradient all zero at the first step: 0/0, for which the
+    # bare LARSUpdate gives NaN; coefficient 0: every ratio is 0 but the guard's.
+    "lars/epsilon_0": _lars(epsilon=0.0, zero_gradient_at=(0, 4)),
+    "lars/epsilon_0/use_clip": _lars(epsilon=0.0, use_clip=True, schedule="lr_list", zero_gradient_at=(0, 4)),
+    "lars/coefficient_0": _lars(coefficient=0.0, use_clip=True),
     **{f"lamb/{schedule}": _lamb(schedule) for schedule in lamb_schedules()},
     "lamb/float16": ("Lamb", lambda lamb_class=None: run_lamb_float16_case(lamb_class=lamb_class)),
 }
