@@ -173,9 +173,13 @@ class Lamb(Optimizer):
         check_gradients("Lamb", self.gradient_signature, gradients)
         weight_decay = self.get_weight_decay()
         lr = self.get_lr()
-        self.assignadd(self.global_step, self.global_step_increase_tensor)
+        # Order by data, not by statement: lr and weight decay are read at the step count before the
+        # increment, and the step given to the update after it. (Left to the compiler, the composed
+        # path read both after, or the step before: t = 0, 0/0, when lr and weight decay were dynamic.)
+        increase = F.depend(self.global_step_increase_tensor, (lr, weight_decay))
+        step = F.depend(self.global_step, self.assignadd(self.global_step, increase))
         gradients = self.gradients_centralization(gradients)
-        update, b1, b2, eps, step = self._lamb_update, self.beta1, self.beta2, self.eps, self.global_step
+        update, b1, b2, eps = self._lamb_update, self.beta1, self.beta2, self.eps
         state = (self.params, self.moments1, self.moments2)
         if self.is_group_lr:
             result = self.hyper_map(F.partial(update, b1, b2, eps, step), lr, weight_decay, *state, gradients,

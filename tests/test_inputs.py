@@ -117,3 +117,21 @@ def test_bfloat16_parameters_are_refused_on_the_cpu_naming_them(graph_mode):
     params = [Parameter(Tensor(np.ones((2, 2)), ms.bfloat16), name="half.weight")]
     with pytest.raises(TypeError, match="parameter 'half.weight' is BFloat16"):
         ms_lars.Lamb(params, 0.1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_lamb_step_count_with_a_schedule_and_a_dynamic_decay_no_parameter_uses(mode, cpu_path, dtype):
+    # Found by the randomized suite: with a learning-rate schedule and a dynamic weight decay that
+    # every parameter skips (beta/gamma names), the composed path gave the update t = 0 (NaN).
+    from ms_lars.conformance.cases import InverseStepLR, StepWeightDecay, inverse_step_lr
+    names = ["norm.beta", "scale.gamma"]
+    start = [np.full((3,), -4.1, dtype), np.asarray(0.7, dtype)]
+    params = [Parameter(Tensor(w.copy()), name=n) for n, w in zip(names, start)]
+    optimizer = ms_lars.Lamb(params, InverseStepLR(), beta1=0.99, beta2=0.99, weight_decay=StepWeightDecay())
+    grads = [[np.zeros((3,), dtype), np.asarray(0.0, dtype)], [np.full((3,), 0.4, dtype), np.asarray(-0.2, dtype)]]
+    for step_grads in grads:
+        optimizer(tuple(Tensor(g) for g in step_grads))
+    expected, _, _ = run_lamb(start, grads, lr_of=inverse_step_lr, wd_of=lambda i, s: 0.0, decay_flags=[False] * 2,
+                              beta1=0.99, beta2=0.99)
+    for param, want in zip(params, expected):
+        assert_close(param.asnumpy(), want, rtol=1e-5 if dtype == np.float32 else 2.0 ** -10, what=param.name)

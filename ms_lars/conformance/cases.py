@@ -133,6 +133,8 @@ def lars_schedules():
         "lr_tensor": (lr_tensor(), 0.01, None, per_step(LR_LIST), const(0.01), decay),
         "lr_schedule": (InverseStepLR(), 0.01, None, inverse_step_lr, const(0.01), decay),
         "dynamic_weight_decay": (0.5, StepWeightDecay(), None, const(0.5), step_weight_decay, decay),
+        "lr_schedule_dynamic_weight_decay": (InverseStepLR(), StepWeightDecay(), None, inverse_step_lr,
+                                             step_weight_decay, decay),
         "group_dynamic_lr": (LR_LIST, 0.01, dyn_groups, dyn_group_lr, const(0.01), [True] * 6),
     }
 
@@ -207,6 +209,8 @@ def lamb_schedules():
         "lr_tensor": (lr_tensor(), 0.01, None, per_step(LR_LIST), const(0.01), decay),
         "lr_schedule": (InverseStepLR(), 0.01, None, inverse_step_lr, const(0.01), decay),
         "dynamic_weight_decay": (0.1, StepWeightDecay(), None, const(0.1), step_weight_decay, decay),
+        "lr_schedule_dynamic_weight_decay": (InverseStepLR(), StepWeightDecay(), None, inverse_step_lr,
+                                             step_weight_decay, decay),
     }
 
 
@@ -283,8 +287,9 @@ def _lamb(schedule):
 # nn.SGD refuses a dynamic weight decay itself, so that case runs with Momentum only.
 CASES = {
     **{f"lars/{schedule}/{inner}": _lars(schedule=schedule, inner=inner)
-       for schedule in ("fixed", "group", "lr_list", "lr_tensor", "lr_schedule", "dynamic_weight_decay")
-       for inner in ("momentum", "sgd") if (schedule, inner) != ("dynamic_weight_decay", "sgd")},
+       for schedule in ("fixed", "group", "lr_list", "lr_tensor", "lr_schedule", "dynamic_weight_decay",
+                        "lr_schedule_dynamic_weight_decay")
+       for inner in ("momentum", "sgd") if "dynamic_weight_decay" not in schedule or inner == "momentum"},
     **{f"lars/use_clip/{schedule}": _lars(schedule=schedule, use_clip=True)
        for schedule in ("fixed", "lr_list", "group", "group_dynamic_lr")},
     **{f"lars/loss_scale/{inner}": _lars(inner=inner, loss_scale=128.0) for inner in ("momentum", "sgd")},
