@@ -4,7 +4,8 @@ Runs the published conformance cases (``ms_lars.conformance.cases``) through LAR
 path that ships for the device target (CPU: the C++ kernels and composed ops; GPU: composed ops;
 Ascend: MindSpore's fused primitives), in GRAPH_MODE and PYNATIVE_MODE, compares every weight and
 optimizer state with the float64 reference and prints one row per case, path and mode. Exit status
-0 only when every row passes.
+0 only when every row passes. The two modes run side by side in two worker processes where
+there is more than one core (``--serial``: one after the other, in this process).
 
     python -m ms_lars.check                         # the device MindSpore targets by default
     python -m ms_lars.check --device-target Ascend --json conformance.json
@@ -19,15 +20,19 @@ import argparse
 import fnmatch
 import json
 import math
+import os
 import platform
 import re
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
 import mindspore as ms
 from mindspore import nn
 
+from ms_lars import _ascend
 from ms_lars.conformance.cases import CASES
 from ms_lars.conformance.paths import kernels_build, on_path, paths_for
 
@@ -68,7 +73,7 @@ def run_case(case, path, mode, mindspore_class=None):
 
 def _format_row(row, verdict):
     error = "inf" if math.isinf(row["worst_error"]) else f"{row['worst_error']:.3g}"
-    return (f"{row['case']:28s} {row['path']:16s} {row['mode']:9s} {error:>10s} {row['tolerance']:>9.3g}  "
+    return (f"{row['case']:36s} {row['path']:16s} {row['mode']:9s} {error:>10s} {row['tolerance']:>9.3g}  "
             f"{verdict:5s} {row['what']}")
 
 
@@ -84,7 +89,43 @@ def parse_args(argv):
     parser.add_argument("--emulate-ascend", action="store_true",
                         help="on a CPU, also run the Ascend path's code with the Ascend kernels emulated")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    parser.add_argument("--serial", action="store_true", help="run the modes one after the other, in this process")
+    parser.add_argument("--rows-to", metavar="PATH", help=argparse.SUPPRESS)   # a worker's rows, for its parent
     return parser.parse_args(argv)
+
+
+def _rows_in_workers(argv, modes):
+    """One worker process per mode, run side by side (graph compilation is single-threaded);
+    returns {mode: rows}."""
+    workers = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            out = os.path.join(tmp, f"{mode}.json")
+            workers[mode] = (out, subprocess.Popen([sys.executable, "-m", "ms_lars.check", *argv, "--modes", mode,
+                                                    "--serial", "--rows-to", out],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        rows = {}
+        for mode, (out, worker) in workers.items():
+            _, stderr = worker.communicate()
+            if worker.returncode not in (0, 1) or not os.path.exists(out):
+                raise RuntimeError(f"the {mode} worker failed: {stderr.strip()[-2000:]}")
+            with open(out, encoding="utf-8") as f:
+                rows[mode] = json.load(f)
+    return rows
+
+
+def _strip_modes(argv):
+    """``argv`` without its --modes values (each worker gets one mode)."""
+    kept, skipping = [], False
+    for arg in argv:
+        if arg == "--modes":
+            skipping = True
+        elif skipping and not arg.startswith("--"):
+            continue
+        else:
+            skipping = False
+            kept.append(arg)
+    return kept
 
 
 def main(argv=None):
@@ -110,14 +151,27 @@ def main(argv=None):
         print(f"ms_lars.check: error: no case matches {args.cases}", file=sys.stderr)
         return 2
 
-    print(f"{'case':28s} {'path':16s} {'mode':9s} {'worst err':>10s} {'tolerance':>9s}  result where")
+    if args.rows_to is None:
+        print(f"{'case':36s} {'path':16s} {'mode':9s} {'worst err':>10s} {'tolerance':>9s}  result where")
     results, informational = [], []
+    parallel = (len(args.modes) > 1 and not args.serial and (os.cpu_count() or 1) > 1 and
+                _ascend._override is None)     # an emulation set in this process stays in this process
+    by_mode = _rows_in_workers(_strip_modes(sys.argv[1:] if argv is None else list(argv)), args.modes) \
+        if parallel else None
     for path in paths:
         for mode in args.modes:
             for case in cases:
-                row = run_case(case, path, mode)
+                if by_mode is not None:
+                    row = next(r for r in by_mode[mode] if r["case"] == case and r["path"] == path)
+                else:
+                    row = run_case(case, path, mode)
                 results.append(row)
-                print(_format_row(row, "pass" if row["passed"] else "FAIL"), flush=True)
+                if args.rows_to is None:
+                    print(_format_row(row, "pass" if row["passed"] else "FAIL"), flush=True)
+    if args.rows_to is not None:
+        with open(args.rows_to, "w", encoding="utf-8") as f:
+            json.dump(results, f, default=str)
+        return 1 if any(not row["passed"] for row in results) else 0
     if device == "Ascend":
         for mode in args.modes:
             for case in cases:

@@ -13,7 +13,7 @@ For step ``t = 1, 2, ...`` and every parameter ``w`` with gradient ``g``::
 This is MindSpore's documented formula and what Ascend's fused Lamb kernel computes. Three
 implementations, chosen once at construction: on Ascend that kernel (``_ascend.py``); and, side by
 side below, on the CPU one C++ kernel per layer that updates w, m and v in place (``kernels/lamb_cpu.cc``,
-built on first use); elsewhere (GPU, or a CPU without a C++ compiler) composed MindSpore ops.
+compiled at install); elsewhere (GPU, or a CPU without the kernels) composed MindSpore ops.
 (MindSpore's GPU Lamb kernel computes a different variant and is never used.) State is named as
 ``nn.Lamb`` names it, so checkpoints move between the two.
 """
@@ -26,9 +26,9 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
+from ms_lars import _ascend
 from ms_lars._checks import check_gradients, check_lamb_arguments, check_parameter_dtypes, gradient_signature
 from ms_lars._native import cpu_kernel
-from ms_lars import _ascend
 from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, to_float32
 
 # Per-layer update, three implementations with one signature:

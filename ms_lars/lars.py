@@ -14,8 +14,8 @@ applies it::
 The inner optimizer then applies ``g`` with its own rule and learning rate; LARS takes over its
 weight decay and loss-scale division. The per-layer math has three implementations, chosen once at
 construction: on Ascend MindSpore's fused ``SquareSumAll`` + ``LARSUpdate`` (``_ascend.py``); and,
-side by side below, on the CPU one C++ kernel per layer (``kernels/lars_cpu.cc``, built on first use);
-elsewhere (GPU, or a CPU without a C++ compiler) composed MindSpore ops.
+side by side below, on the CPU one C++ kernel per layer (``kernels/lars_cpu.cc``, compiled at install);
+elsewhere (GPU, or a CPU without the kernels) composed MindSpore ops.
 """
 from mindspore import Parameter, Tensor, jit
 from mindspore import dtype as mstype
@@ -23,10 +23,10 @@ from mindspore.nn.optim.optimizer import Optimizer
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
+from ms_lars import _ascend
 from ms_lars._checks import (check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
                              gradient_signature)
 from ms_lars._native import cpu_kernel
-from ms_lars import _ascend
 from ms_lars._trust_ratio import clip_by_learning_rate, l2_norm, lars_trust_ratio, to_float32
 
 # Per-layer gradient rewrite, three implementations with one signature:
