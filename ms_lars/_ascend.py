@@ -13,6 +13,8 @@ The primitives are reached through one object, an ``AscendKernels``. In producti
 so that the tests and ``python -m ms_lars.check`` run this very code, guard and casts included,
 on a CPU.
 """
+import functools
+
 from mindspore import get_context
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
@@ -45,7 +47,6 @@ class AscendKernels:
 
 ASCEND_KERNELS = AscendKernels(P.SquareSumAll(), _lars_update, inner.Lamb(), "ascend")
 _override = None    # the seam: an AscendKernels that replaces the real ones (emulation on a CPU)
-_graphs = {}        # per-layer functions built for a kernels object
 
 
 def chosen_kernels():
@@ -56,11 +57,13 @@ def chosen_kernels():
     return ASCEND_KERNELS if get_context("device_target") == "Ascend" else None
 
 
-def _make_lars_gradient(kernels):
+@functools.lru_cache(maxsize=None)
+def lars_gradient(kernels):
+    """LARS's per-layer gradient rewrite on ``kernels``, a MultitypeFuncGraph built once per kernels."""
     square_sum_all, lars_update = kernels.square_sum_all, kernels.lars_update
-    lars_gradient = C.MultitypeFuncGraph(f"{kernels.name}_lars_gradient")
+    per_layer = C.MultitypeFuncGraph(f"{kernels.name}_lars_gradient")
 
-    @lars_gradient.register("Number", "Number", "Bool", "Number", "Tensor", "Tensor", "Bool", "Bool", "Tensor",
+    @per_layer.register("Number", "Number", "Bool", "Number", "Tensor", "Tensor", "Bool", "Bool", "Tensor",
                             "Tensor")
     def _lars(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag, weight,
               gradient):
@@ -94,14 +97,16 @@ def _make_lars_gradient(kernels):
         correction = F.select(positive, F.ones_like(guard_ratio), guard_ratio / unit_ratio)
         return update * F.cast(correction, F.dtype(update))
 
-    return lars_gradient
+    return per_layer
 
 
-def _make_lamb_update(kernels):
+@functools.lru_cache(maxsize=None)
+def lamb_update(kernels):
+    """Lamb's per-layer update on ``kernels``, a MultitypeFuncGraph built once per kernels."""
     lamb = kernels.lamb
-    lamb_update = C.MultitypeFuncGraph(f"{kernels.name}_lamb_update")
+    per_layer = C.MultitypeFuncGraph(f"{kernels.name}_lamb_update")
 
-    @lamb_update.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+    @per_layer.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
                           "Tensor", "Bool", "Bool")
     def _lamb(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter):
         """Same signature as the CPU paths' per-layer update (lamb.py). ``global_step`` is the step
@@ -112,20 +117,4 @@ def _make_lamb_update(kernels):
         wd = weight_decay if decay_flag else F.zeros_like(weight_decay)
         return lamb(weight, m, v, lr, beta1, beta2, eps, wd, global_step, gradient)
 
-    return lamb_update
-
-
-def lars_gradient(kernels):
-    """LARS's per-layer gradient rewrite on ``kernels`` (a MultitypeFuncGraph, built once per kernels)."""
-    key = ("lars", kernels)
-    if key not in _graphs:
-        _graphs[key] = _make_lars_gradient(kernels)
-    return _graphs[key]
-
-
-def lamb_update(kernels):
-    """Lamb's per-layer update on ``kernels`` (a MultitypeFuncGraph, built once per kernels)."""
-    key = ("lamb", kernels)
-    if key not in _graphs:
-        _graphs[key] = _make_lamb_update(kernels)
-    return _graphs[key]
+    return per_layer
