@@ -175,10 +175,6 @@ class Lamb(Optimizer, RecordsTrustRatios):
         # opt_init_args_register recorded what was passed: a generator would be spent by now.
         self.init_params = {"params": params}
         super().__init__(learning_rate, params, weight_decay)
-        # nn.Optimizer asks MindSpore to broaden the gradient tuple, which costs every graph-mode call
-        # of the optimizer on its own about 10 ms at 161 gradients (measured: README, Speed), and
-        # buys nothing here: the gradients are tensors, variables of the compiled step either way.
-        self.enable_tuple_broaden = False
         self.beta1 = Tensor(np.float32(beta1))
         self.beta2 = Tensor(np.float32(beta2))
         self.eps = Tensor(np.float32(eps))

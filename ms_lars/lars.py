@@ -194,10 +194,6 @@ class LARS(Optimizer, RecordsTrustRatios):
         # nn.Optimizer insists on making parameters of its own (a placeholder, a learning rate, a
         # step). LARS shares the inner optimizer's instead, so they are dropped before any checkpoint.
         super().__init__(0.0, [Parameter(Tensor(0.0, mstype.float32), name="lars_placeholder")])
-        # nn.Optimizer asks MindSpore to broaden the gradient tuple, which costs every graph-mode call
-        # of the optimizer on its own about 10 ms at 161 gradients (measured: README, Speed), and
-        # buys nothing here: the gradients are tensors, variables of the compiled step either way.
-        self.enable_tuple_broaden = False
         for own in ("lars_placeholder", "learning_rate", "global_step"):
             del self._params[own]
         # What nn.Optimizer's opt_init_args_register records, recorded after validation.

@@ -128,6 +128,18 @@ def test_resume_from_checkpoint_is_bit_identical(mode, name, tmp_path):
     assert int(resumed.optimizer.global_step.asnumpy()[0]) == 6
 
 
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_an_optimizer_called_on_its_own_compiles_once_for_new_gradients(graph_mode, name):
+    # Gradients computed outside the optimizer arrive as new tensors every step; unless the tuple
+    # is broadened they become constants of the graph and every step compiles anew.
+    net = MLP()
+    optimizer = OPTIMIZERS[name](net.trainable_params())
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        optimizer(tuple(Tensor(rng.standard_normal(p.shape).astype(np.float32)) for p in optimizer.parameters))
+    assert len(optimizer.compile_cache) == 1
+
+
 class Float32Loss(nn.Cell):
     """The loss in float32 whatever the network computes in."""
 
