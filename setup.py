@@ -72,7 +72,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
     # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
-    package_data={"ms_lars": ["kernels/*.cc"]},
+    package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h"]},
     cmdclass={"build_ext": BuildKernels},
     distclass=BinaryDistribution,
     python_requires=">=3.9",

@@ -11,14 +11,18 @@ import subprocess
 
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
 SOURCES = ("lars_cpu.cc", "lamb_cpu.cc")
+HEADERS = ("layer_sums.h",)  # included by every source
 FLAGS = ["-O3", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC", "-std=c++14"]
 
 
 def library_name(source_name, source_dir=SOURCE_DIR):
-    """``<kernel>-<digest>.so`` for ``kernels/<source_name>``."""
-    with open(os.path.join(source_dir, source_name), "rb") as f:
-        digest = hashlib.sha256(f.read() + " ".join(FLAGS).encode()).hexdigest()[:16]
-    return f"{os.path.splitext(source_name)[0]}-{digest}.so"
+    """``<kernel>-<digest>.so`` for ``kernels/<source_name>`` (the digest covers the headers too)."""
+    digest = hashlib.sha256()
+    for name in (source_name, *HEADERS):
+        with open(os.path.join(source_dir, name), "rb") as f:
+            digest.update(f.read())
+    digest.update(" ".join(FLAGS).encode())
+    return f"{os.path.splitext(source_name)[0]}-{digest.hexdigest()[:16]}.so"
 
 
 def compile_kernel(compiler, source, library):

@@ -10,6 +10,7 @@ from mindspore import Parameter, Tensor, nn
 
 import ms_lars
 import ms_lars._native as native
+import ms_lars._kernel_build as kernel_build
 from ms_lars.conformance.reference import MomentumRule, relative_error, run_lars
 from training import state_of
 
@@ -65,7 +66,7 @@ def _source_tree_without_built_kernels(tmp_path, monkeypatch):
     """As a checkout run from PYTHONPATH: the kernels' source, none compiled beside it."""
     sources = tmp_path / "kernels"
     sources.mkdir()
-    for name in ("lars_cpu.cc", "lamb_cpu.cc"):
+    for name in (*kernel_build.SOURCES, *kernel_build.HEADERS):
         shutil.copy(os.path.join(native.SOURCE_DIR, name), sources / name)
     monkeypatch.setattr(native, "SOURCE_DIR", str(sources))
 

@@ -42,6 +42,8 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     assert "-cp3" in wheel.name and "linux" in wheel.name                    # a platform wheel
     names = zipfile.ZipFile(wheel).namelist()
     assert sum(n.startswith("ms_lars/kernels/") and n.endswith(".so") for n in names) == 2, names
+    # ... and their source, headers included, to rebuild one that is edited.
+    assert {"ms_lars/kernels/lars_cpu.cc", "ms_lars/kernels/lamb_cpu.cc", "ms_lars/kernels/layer_sums.h"} <= set(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)

@@ -19,9 +19,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
 
-#include <omp.h>
+#include "layer_sums.h"
 
 namespace {
 
@@ -161,29 +160,17 @@ extern "C" int LarsMomentumMulti(int nparam, void **params, int *ndims, int64_t 
   const bool use_clip = constants[3] != 0.0f, nesterov = constants[4] != 0.0f;
   float *record = static_cast<float *>(params[scalars + 5]);                  // [layers][3]
 
-  // One parallel region for every layer: each thread takes the same contiguous slice of a layer in
-  // both passes (so a slice that fits in its cache is read from there the second time), and the
-  // threads meet once per layer, to add the norms' partial sums in thread order (deterministic).
-  std::vector<double> partial(2 * 2 * static_cast<size_t>(omp_get_max_threads()));
+  // Every layer in one parallel region (layer_sums.h).
+  LayerSums layer_sums;
 #pragma omp parallel
   {
     const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
     for (int layer = 0; layer < layers; ++layer) {
-      const int64_t n = Elements(ndims[layer], shapes[layer]);
-      const int64_t begin = n * thread / threads, end = n * (thread + 1) / threads;
+      int64_t begin, end;
+      ThreadSlice(Elements(ndims[layer], shapes[layer]), thread, threads, &begin, &end);
       double weight_sq, grad_sq;
       SliceSquares(w[layer], g[layer], inverse_scale, begin, end, &weight_sq, &grad_sq);
-      // Two buffers by layer parity: a thread ahead on the next layer never overwrites sums a
-      // thread behind is still adding (it cannot pass the next barrier before that one reads).
-      double *sums = partial.data() + (layer % 2) * 2 * threads;
-      sums[2 * thread] = weight_sq;
-      sums[2 * thread + 1] = grad_sq;
-#pragma omp barrier
-      weight_sq = grad_sq = 0.0;
-      for (int t = 0; t < threads; ++t) {
-        weight_sq += sums[2 * t];
-        grad_sq += sums[2 * t + 1];
-      }
+      layer_sums.Combine(layer, thread, threads, &weight_sq, &grad_sq);
       const bool decay = flags[2 * layer] != 0.0f, lars = flags[2 * layer + 1] != 0.0f;
       const float layer_lr = lr[lr_per_layer ? layer : 0];
       const float layer_wd = (decay && lars) ? wd[wd_per_layer ? layer : 0] * inverse_scale : 0.0f;
