@@ -82,7 +82,8 @@ setup(
     extras_require={
         "examples": ["scikit-learn>=1.0", "matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
-        "test": ["pytest>=7", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5"],
+        # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5"],
     },
     license="Apache-2.0",
 )
