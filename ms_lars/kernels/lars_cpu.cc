@@ -50,16 +50,42 @@ TrustRatio FinishTrustRatio(double weight_sq, double grad_sq, float lr, float wd
   return result;
 }
 
-// The norms of w and g / S, and the ratio: guarded (1 where a norm is 0, as
-// _trust_ratio.lars_trust_ratio) and optionally clipped (as _trust_ratio.clip_by_learning_rate).
-TrustRatio ComputeTrustRatio(const float *w, const float *g, int64_t n, float lr, float wd, float coefficient,
-                             float epsilon, float inverse_scale, bool use_clip) {
+// The sums of squares of w and g / S over [begin, end), compiled for AVX2 where the CPU has it and
+// for the baseline ISA elsewhere (no FMA contraction in either, so both round alike).
+__attribute__((target_clones("avx2", "default"))) void SliceSquares(const float *__restrict w,
+                                                                    const float *__restrict g,
+                                                                    float inverse_scale, int64_t begin, int64_t end,
+                                                                    double *weight_sq_out, double *grad_sq_out) {
   double weight_sq = 0.0, grad_sq = 0.0;
-#pragma omp parallel for simd reduction(+ : weight_sq, grad_sq) schedule(static)
-  for (int64_t i = 0; i < n; ++i) {
+#pragma omp simd reduction(+ : weight_sq, grad_sq)
+  for (int64_t i = begin; i < end; ++i) {
     const float gi = g[i] * inverse_scale;
     weight_sq += static_cast<double>(w[i]) * w[i];
     grad_sq += static_cast<double>(gi) * gi;
+  }
+  *weight_sq_out = weight_sq;
+  *grad_sq_out = grad_sq;
+}
+
+// The norms of w and g / S, and the ratio: guarded (1 where a norm is 0, as
+// _trust_ratio.lars_trust_ratio) and optionally clipped (as _trust_ratio.clip_by_learning_rate).
+// The threads sum their slices as LarsMomentumMulti's do (layer_sums.h): same order every call.
+TrustRatio ComputeTrustRatio(const float *w, const float *g, int64_t n, float lr, float wd, float coefficient,
+                             float epsilon, float inverse_scale, bool use_clip) {
+  double weight_sq = 0.0, grad_sq = 0.0;
+  LayerSums layer_sums;
+#pragma omp parallel
+  {
+    const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
+    int64_t begin, end;
+    ThreadSlice(n, thread, threads, &begin, &end);
+    double slice_weight_sq, slice_grad_sq;
+    SliceSquares(w, g, inverse_scale, begin, end, &slice_weight_sq, &slice_grad_sq);
+    layer_sums.Combine(0, thread, threads, &slice_weight_sq, &slice_grad_sq);
+    if (thread == 0) {
+      weight_sq = slice_weight_sq;
+      grad_sq = slice_grad_sq;
+    }
   }
   return FinishTrustRatio(weight_sq, grad_sq, lr, wd, coefficient, epsilon, use_clip);
 }
@@ -85,23 +111,8 @@ void WriteRecord(const TrustRatio &trust, float *record) {
   record[2] = trust.ratio;
 }
 
-// The two passes over one thread's slice [begin, end) of a layer, compiled for AVX2 where the CPU
-// has it and for the baseline ISA elsewhere (no FMA contraction in either, so both round alike).
-__attribute__((target_clones("avx2", "default"))) void SliceSquares(const float *__restrict w,
-                                                                    const float *__restrict g,
-                                                                    float inverse_scale, int64_t begin, int64_t end,
-                                                                    double *weight_sq_out, double *grad_sq_out) {
-  double weight_sq = 0.0, grad_sq = 0.0;
-#pragma omp simd reduction(+ : weight_sq, grad_sq)
-  for (int64_t i = begin; i < end; ++i) {
-    const float gi = g[i] * inverse_scale;
-    weight_sq += static_cast<double>(w[i]) * w[i];
-    grad_sq += static_cast<double>(gi) * gi;
-  }
-  *weight_sq_out = weight_sq;
-  *grad_sq_out = grad_sq;
-}
-
+// LarsMomentumMulti's second pass over one thread's slice [begin, end) of a layer (its first is
+// SliceSquares), compiled for AVX2 and the baseline ISA alike.
 __attribute__((target_clones("avx2", "default"))) void SliceMomentumUpdate(
     float *w, const float *g, float *moment, float scaled_inverse, float scaled_decay, float momentum, float lr,
     bool nesterov, int64_t begin, int64_t end) {

@@ -1,7 +1,8 @@
-// Shared by the kernels that run every layer of a step in one OpenMP parallel region (lars_cpu.cc's
-// LarsMomentumMulti, lamb_cpu.cc's LambMulti and LambStep): each thread takes the same contiguous
-// slice of a layer in both of the layer's passes, so a slice that fits in its cache is read from
-// there the second time, and the threads meet once per layer to add their slices' sums of squares.
+// Shared by the kernels that sum squares in an OpenMP parallel region (lars_cpu.cc's
+// LarsMomentumMulti and LarsGradient*, lamb_cpu.cc's LambMulti and LambStep): each thread takes a
+// contiguous slice of a layer (the same one in both passes of the whole-step kernels, so a slice
+// that fits in its cache is read from there the second time), and the threads meet once per layer
+// to add their slices' sums of squares in thread order.
 #pragma once
 
 #include <cstdint>
