@@ -32,6 +32,7 @@ from mindspore.ops import operations as P
 
 from ms_lars import _ascend
 from ms_lars._checks import check_gradients, check_lamb_arguments, check_parameter_dtypes, gradient_signature
+from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
 from ms_lars._trust_ratio import l2_norm, lamb_direction, lamb_trust_ratio, to_float32
 from ms_lars.telemetry import RecordsTrustRatios, check_record_trust_ratio, record_row, write_record
@@ -131,7 +132,7 @@ def _multi_parameter_kernel(path, params, use_parallel):
     return _lamb_cpu_multi[len(params)]
 
 
-class Lamb(Optimizer, RecordsTrustRatios):
+class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     """Lamb, layer-wise adaptive moments for large-batch training.
 
     Same signature, defaults, state names and errors as ``mindspore.nn.Lamb``, and runs on CPU,
@@ -191,6 +192,7 @@ class Lamb(Optimizer, RecordsTrustRatios):
                 if state.dtype in (mstype.float16, mstype.bfloat16):
                     state.set_dtype(mstype.float32)
         self._init_trust_ratio_record(record_trust_ratio, self.params)
+        self._init_jit_executor_call()
         self._multi_kernel = _multi_parameter_kernel(self.path, self.params, self.use_parallel)
         self.multi_parameter_kernel = self._multi_kernel is not None
         self._decay_flags = Tensor(np.array(self.decay_flags, np.float32).reshape(-1))

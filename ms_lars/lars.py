@@ -33,6 +33,7 @@ from mindspore.ops import functional as F
 from ms_lars import _ascend
 from ms_lars._checks import (check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
                              gradient_signature)
+from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
 from ms_lars._trust_ratio import clip_by_learning_rate, l2_norm, lars_trust_ratio, to_float32
 from ms_lars.telemetry import RecordsTrustRatios, check_record_trust_ratio, record_row, write_record
@@ -143,7 +144,7 @@ def _fuses_with(optimizer):
             and optimizer.momentum.dtype == mstype.float32)
 
 
-class LARS(Optimizer, RecordsTrustRatios):
+class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
     """Layer-wise adaptive rate scaling around any MindSpore optimizer.
 
     Same signature, defaults and meaning as ``mindspore.nn.LARS``, and runs on CPU, GPU and
@@ -242,6 +243,7 @@ class LARS(Optimizer, RecordsTrustRatios):
             self._kernel_constants = Tensor(np.array([coefficient, epsilon, self.inverse_loss_scale, use_clip,
                                                       optimizer.use_nesterov], np.float32))
         self._init_trust_ratio_record(record_trust_ratio, self.parameters)
+        self._init_jit_executor_call()
 
     @jit
     def construct(self, gradients):

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
+from mindspore.graph.api import ms_compile_cache
 from mindspore.train import FixedLossScaleManager
 
 import ms_lars
@@ -128,16 +129,49 @@ def test_resume_from_checkpoint_is_bit_identical(mode, name, tmp_path):
     assert int(resumed.optimizer.global_step.asnumpy()[0]) == 6
 
 
+def compiled_graphs(optimizer):
+    """Graphs compiled for calls of ``optimizer`` from Python, by nn.Cell's graph executor or by the
+    jit executor (which runs LARS and Lamb's graph-mode calls on the CPU: _graph_call.py)."""
+    jit_phases = [phase for phase in ms_compile_cache if f".{id(optimizer)}." in phase]
+    return len(optimizer.compile_cache) + len(jit_phases)
+
+
+def new_gradients(optimizer, rng):
+    return tuple(Tensor(rng.standard_normal(p.shape).astype(np.float32)) for p in optimizer.parameters)
+
+
+@pytest.mark.parametrize("executor", ["jit executor", "cell executor"])
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_an_optimizer_called_on_its_own_compiles_once_for_new_gradients(graph_mode, name):
+def test_an_optimizer_called_on_its_own_compiles_once_for_new_gradients(graph_mode, name, executor):
     # Gradients computed outside the optimizer arrive as new tensors every step; unless the tuple
     # is broadened they become constants of the graph and every step compiles anew.
     net = MLP()
     optimizer = OPTIMIZERS[name](net.trainable_params())
+    optimizer._jit_executor_call = executor == "jit executor"
     rng = np.random.default_rng(0)
     for _ in range(3):
-        optimizer(tuple(Tensor(rng.standard_normal(p.shape).astype(np.float32)) for p in optimizer.parameters))
-    assert len(optimizer.compile_cache) == 1
+        optimizer(new_gradients(optimizer, rng))
+    assert compiled_graphs(optimizer) == 1
+    assert len(optimizer.compile_cache) == (0 if executor == "jit executor" else 1)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_graph_mode_calls_take_the_same_steps_through_either_executor(graph_mode, name):
+    # On the CPU a graph-mode call from Python runs through the jit executor (cheaper for long
+    # gradient tuples); nn.Cell's own executor must give the very same state.
+    states = []
+    for jit_executor in (True, False):
+        net = MLP()
+        initial = state_of(net)
+        optimizer = OPTIMIZERS[name](net.trainable_params())
+        optimizer._jit_executor_call = jit_executor
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            optimizer(new_gradients(optimizer, rng))
+        assert int(optimizer.global_step.asnumpy()[0]) == 3
+        assert all(not np.array_equal(value, initial[key]) for key, value in state_of(net).items())
+        states.append(state_of(net, optimizer))
+    assert_same_state(states[0], states[1])
 
 
 class Float32Loss(nn.Cell):
