@@ -3,17 +3,17 @@
 ``nn.Cell`` runs such a call through its graph executor, which takes time growing with the square
 of the length of the gradient tuple before any work is done. (``nn.Optimizer`` broadens the tuple so
 that new gradient tensors do not compile the graph again; the executor then handles it element by
-element against the whole.) Measured with MindSpore 2.10 on the CPU, a cell that only adds two of
-its gradients takes 1.1 ms for 20 gradients, 13 ms for ResNet-50's 161 and 40 ms for 320 (without
-broadening: 0.6, 2.1 and 3.7 ms, but a compile per step). MindSpore's jit executor, which runs the
-same compiled ``construct`` in PyNative mode, takes about half: an optimizer step on 161 tiny
-tensors fell from 13.6 to 6.9 ms.
+element against the whole.) Measured with MindSpore 2.10 on the CPU (``scripts/call_overhead.py``),
+a cell that adds two of its gradients takes 1.0 ms for 20 gradients, 12 ms for ResNet-50's 161 and
+37 ms for 320 (without broadening: 0.6, 2.1 and 3.7 ms, but a compile per step). MindSpore's jit
+executor, which runs the same compiled ``construct`` in PyNative mode, takes 0.9, 5.9 and 8.8 ms; a
+LARS step on 161 four-element tensors takes 7.0 ms through it against 13.9 ms.
 
 So a call from Python in graph mode runs ``construct`` through the jit executor, as PyNative mode
 does: the same graph, compiled once for new gradient tensors as before, the same results. Inside
 another graph (``TrainOneStepCell``, ``Model``, a jitted train step) ``construct`` is inlined and
 none of this applies. Elsewhere (GPU and Ascend, where it is unmeasured; parallel modes; ``MS_JIT=0``;
-a cell with forward hooks, which ``nn.Cell`` compiles in, or with its own ``set_jit_config``) the
+a cell with forward hooks, which ``nn.Cell`` compiles into its graph, or with its own ``set_jit_config``) the
 call is ``nn.Cell``'s own.
 """
 import os

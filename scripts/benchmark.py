@@ -220,7 +220,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
     parser.add_argument("--repeats", type=int, default=10, help="timed graph-mode steps (median)")
-    parser.add_argument("--pynative-repeats", type=int, default=3, help="timed PyNative steps (median)")
+    parser.add_argument("--pynative-repeats", type=int, default=10, help="timed PyNative steps (median)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--no-cpu-kernels", action="store_true",
                         help="measure ms_lars's composed-op path (what GPUs and CPUs without g++ run)")

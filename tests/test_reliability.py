@@ -5,11 +5,15 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
-from mindspore.graph.api import ms_compile_cache
 from mindspore.train import FixedLossScaleManager
 
 import ms_lars
 from training import MLP, OPTIMIZERS, data, loss_fn, state_of
+
+try:   # the jit executor's set of compiled phases (in mindspore.common.api in older releases)
+    from mindspore.graph.api import ms_compile_cache
+except ImportError:
+    from mindspore.common.api import ms_compile_cache
 
 
 def assert_same_state(actual, expected):
@@ -153,6 +157,23 @@ def test_an_optimizer_called_on_its_own_compiles_once_for_new_gradients(graph_mo
         optimizer(new_gradients(optimizer, rng))
     assert compiled_graphs(optimizer) == 1
     assert len(optimizer.compile_cache) == (0 if executor == "jit executor" else 1)
+
+
+def keep_inputs(cell, inputs):
+    return inputs
+
+
+@pytest.mark.parametrize("setting", ["forward pre-hook", "own jit config"])
+def test_a_graph_mode_call_leaves_hooks_and_jit_configs_to_nn_cell(graph_mode, setting):
+    net = MLP()
+    optimizer = OPTIMIZERS["lars"](net.trainable_params())
+    if setting == "forward pre-hook":
+        optimizer.register_forward_pre_hook(keep_inputs)
+    else:
+        optimizer.set_jit_config(ms.JitConfig(jit_level="O0"))
+    optimizer(new_gradients(optimizer, np.random.default_rng(0)))
+    assert len(optimizer.compile_cache) == 1      # nn.Cell's executor compiled it
+    assert int(optimizer.global_step.asnumpy()[0]) == 1
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
