@@ -12,9 +12,9 @@ LARS step on 161 four-element tensors takes 7.0 ms through it against 13.9 ms.
 So a call from Python in graph mode runs ``construct`` through the jit executor, as PyNative mode
 does: the same graph, compiled once for new gradient tensors as before, the same results. Inside
 another graph (``TrainOneStepCell``, ``Model``, a jitted train step) ``construct`` is inlined and
-none of this applies. Elsewhere (GPU and Ascend, where it is unmeasured; parallel modes; ``MS_JIT=0``;
-a cell with forward hooks, which ``nn.Cell`` compiles into its graph, or with its own ``set_jit_config``) the
-call is ``nn.Cell``'s own.
+none of this applies. Elsewhere (GPU and Ascend, where it is unmeasured; parallel modes;
+``MS_JIT=0``; a cell with forward hooks, which ``nn.Cell`` compiles into its graph, or with its own
+``set_jit_config``) the call is ``nn.Cell``'s own.
 """
 import os
 
