@@ -136,7 +136,9 @@ def test_resume_from_checkpoint_is_bit_identical(mode, name, tmp_path):
 def compiled_graphs(optimizer):
     """Graphs compiled for calls of ``optimizer`` from Python, by nn.Cell's graph executor or by the
     jit executor (which runs LARS and Lamb's graph-mode calls on the CPU: _graph_call.py)."""
-    jit_phases = [phase for phase in ms_compile_cache if f".{id(optimizer)}." in phase]
+    # A phase names the cell by creation time and id (an id alone can be a collected cell's).
+    tag = f".{optimizer.create_time}{optimizer.phase}.{id(optimizer)}."
+    jit_phases = [phase for phase in ms_compile_cache if tag in phase]
     return len(optimizer.compile_cache) + len(jit_phases)
 
 
