@@ -8,13 +8,12 @@ Two tables, on four-element tensors so that the work is nil and what is timed is
    mode and, on the CPU, a graph-mode call of LARS or Lamb use: ``ms_lars/_graph_call.py``).
 2. One step of ``LARS(nn.Momentum)``, ``Lamb`` and ``nn.Momentum`` on ResNet-50's 161 parameter
    names, LARS and Lamb through either executor.
-Each figure is the median of ``--repeats`` calls, the output read back after each.
+Each figure is the median of ``--repeats`` calls, the output read back after each; the calls
+compared in a row are taken in turn (benchmark.py's ``time_interleaved``), so drift falls on all alike.
 """
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import mindspore as ms
 import numpy as np
@@ -22,7 +21,7 @@ from mindspore import Parameter, Tensor, jit, nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ms_lars  # noqa: E402
-from benchmark import resnet50_shapes  # noqa: E402
+from benchmark import resnet50_shapes, time_interleaved  # noqa: E402
 
 
 class AddTwo(nn.Cell):
@@ -35,17 +34,6 @@ class AddTwo(nn.Cell):
     @jit
     def construct(self, gradients):
         return gradients[0] + gradients[1]
-
-
-def median_ms(call, repeats):
-    for _ in range(2):
-        call()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
 
 
 def read_back(output):
@@ -64,31 +52,33 @@ def main(argv=None):
     print(f"{'gradients':>9s} {'nn.Cell executor':>17s} {'jit executor':>13s}")
     for n in (20, 40, 80, 161, 320):
         gradients = tuple(Tensor(np.ones(4, np.float32)) for _ in range(n))
-        cell = AddTwo()
-        through_cell = median_ms(lambda: read_back(cell(gradients)), args.repeats)
-        through_jit = median_ms(lambda: read_back(cell.construct(gradients)), args.repeats)
-        print(f"{n:9d} {through_cell:17.2f} {through_jit:13.2f}")
+        cell, jitted = AddTwo(), AddTwo()   # one each: the two executors keep state on the cell
+        calls = {"cell": lambda: read_back(cell(gradients)), "jit": lambda: read_back(jitted.construct(gradients))}
+        _, median = time_interleaved(calls, wait=lambda: None, repeats=args.repeats)
+        print(f"{n:9d} {median['cell'] * 1e3:17.2f} {median['jit'] * 1e3:13.2f}")
 
     shapes = [(name, (4,)) for name, _ in resnet50_shapes()]
     rng = np.random.default_rng(0)
     params = [Parameter(Tensor(rng.standard_normal(shape).astype(np.float32)), name=name) for name, shape in shapes]
     gradients = tuple(Tensor(rng.standard_normal(shape).astype(np.float32) * 1e-3) for _, shape in shapes)
-    optimizers = {"nn.Momentum": nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4),
-                  "ms_lars.LARS(Momentum)": ms_lars.LARS(nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4)),
-                  "ms_lars.Lamb": ms_lars.Lamb(params, 1e-3, weight_decay=0.01)}
+
+    def through(executor, optimizer):
+        """``optimizer``, its graph-mode calls sent to ``executor``."""
+        optimizer._jit_executor_call = executor == "jit"
+        return optimizer
+
+    optimizers = {("nn.Momentum", "cell"): nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4)}
+    for executor in ("cell", "jit"):
+        optimizers["ms_lars.LARS(Momentum)", executor] = through(
+            executor, ms_lars.LARS(nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4)))
+        optimizers["ms_lars.Lamb", executor] = through(executor, ms_lars.Lamb(params, 1e-3, weight_decay=0.01))
+    calls = {key: (lambda o=optimizer: read_back(o(gradients))) for key, optimizer in optimizers.items()}
+    _, median = time_interleaved(calls, wait=lambda: None, repeats=args.repeats)
     print(f"\none step on {len(shapes)} four-element parameters (ResNet-50's names), ms")
     print(f"{'optimizer':24s} {'nn.Cell executor':>17s} {'jit executor':>13s}")
-    for name, optimizer in optimizers.items():
-        figures = []
-        for jit_executor in (False, True):
-            if not hasattr(optimizer, "_jit_executor_call"):
-                figures.append(median_ms(lambda o=optimizer: read_back(o(gradients)), args.repeats))
-                figures.append(None)
-                break
-            optimizer._jit_executor_call = jit_executor
-            figures.append(median_ms(lambda o=optimizer: read_back(o(gradients)), args.repeats))
-        print(f"{name:24s} {figures[0]:17.2f} " + (f"{figures[1]:13.2f}" if figures[1] is not None else f"{'-':>13s}"))
-
+    for name in ("nn.Momentum", "ms_lars.LARS(Momentum)", "ms_lars.Lamb"):
+        jit_figure = f"{median[name, 'jit'] * 1e3:13.2f}" if (name, "jit") in median else f"{'-':>13s}"
+        print(f"{name:24s} {median[name, 'cell'] * 1e3:17.2f} {jit_figure}")
 
 if __name__ == "__main__":
     main()
