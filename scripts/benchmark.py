@@ -1,13 +1,14 @@
 """Optimizer step time of ms_lars against MindSpore's own optimizers, in the same process.
 
     python scripts/benchmark.py                 # both sizes, the table
-    python scripts/benchmark.py --sizes resnet50 --repeats 20 --json bench.json
+    python scripts/benchmark.py --sizes resnet50 --repeats 9 --json bench.json
 
 For each parameter list (ResNet-50's 161 tensors, 25.6M parameters; BERT-base's 199 tensors,
 110M parameters, real shapes and names) it times one optimizer step, on fixed gradients:
 ``ms_lars.LARS(nn.Momentum)`` against ``nn.Momentum`` and ``ms_lars.Lamb`` against
 ``nn.AdamWeightDecay``, each also with ``record_trust_ratio=True`` (telemetry). Reported: the
-median step over ``--repeats`` after a warm-up, in graph mode and in PyNative mode, the first call
+step time, the median over ``--repeats`` samples of ``--steps`` steps back to back (the optimizers
+compared taken in turn, after a warm-up), in graph mode and in PyNative mode, the first call
 (compile and first step), the ratio to the MindSpore optimizer measured in the same run, and the
 bandwidth achieved on the bytes the step must at least move, as a fraction of this machine's
 memory bandwidth: the best of 20 OpenMP axpys over arrays of the same size, in C++ with the
@@ -135,10 +136,13 @@ def make_parameters(shapes, seed=0):
     return params, grads
 
 
-def time_interleaved(calls, wait, repeats, warmup=2):
+def time_interleaved(calls, wait, repeats, warmup=2, steps=1):
     """({name: first call in s}, {name: median step in s}), the steps of the optimizers compared
-    taken in turn, so that the machine's drift falls on all of them alike. ``wait()`` returns once
-    a step's work is done (PyNative returns before it is)."""
+    taken in turn, so that the machine's drift falls on all of them alike. Each timed sample is
+    ``steps`` calls back to back and one ``wait()``, which returns once their work is done
+    (PyNative returns before it is), divided by ``steps``: a training loop does not read every
+    parameter back after each step, and the wait is 161 or 199 reads, ~3 ms, that would fall on
+    every optimizer's step alike (0.3.1 and before timed one call and one wait)."""
     first = {}
     for name, call in calls.items():
         started = time.perf_counter()
@@ -152,9 +156,10 @@ def time_interleaved(calls, wait, repeats, warmup=2):
     for _ in range(repeats):
         for name, call in calls.items():
             started = time.perf_counter()
-            call()
+            for _ in range(steps):
+                call()
             wait()
-            times[name].append(time.perf_counter() - started)
+            times[name].append((time.perf_counter() - started) / steps)
     return first, {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -167,7 +172,7 @@ def wait_for(params):
     return wait
 
 
-def measure(size, repeats, pynative_repeats):
+def measure(size, repeats, pynative_repeats, steps):
     shapes = SIZES[size]()
     n_params = sum(int(np.prod(s)) for _, s in shapes)
     param_bytes = 4 * n_params
@@ -180,7 +185,7 @@ def measure(size, repeats, pynative_repeats):
             ms.set_context(mode=mode)
             optimizers = {baseline: make_baseline(params), **{name: make(params) for name, make in ours.items()}}
             calls = {name: (lambda o=o: o(grads)) for name, o in optimizers.items()}
-            runs[mode] = time_interleaved(calls, wait_for(params), n)
+            runs[mode] = time_interleaved(calls, wait_for(params), n, steps=steps)
         (first, step), (_, pynative) = runs[ms.GRAPH_MODE], runs[ms.PYNATIVE_MODE]
         for name in (baseline, *ours):
             plain = name[:-len(RECORDING)] if name.endswith(RECORDING) else name
@@ -219,8 +224,10 @@ def print_table(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", choices=list(SIZES), default=list(SIZES))
-    parser.add_argument("--repeats", type=int, default=10, help="timed graph-mode steps (median)")
-    parser.add_argument("--pynative-repeats", type=int, default=10, help="timed PyNative steps (median)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed graph-mode samples (median)")
+    parser.add_argument("--pynative-repeats", type=int, default=5, help="timed PyNative samples (median)")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="steps back to back in each sample, one barrier after them (1: a barrier per step)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--no-cpu-kernels", action="store_true",
                         help="measure ms_lars's composed-op path (what GPUs and CPUs without g++ run)")
@@ -228,7 +235,7 @@ def main(argv=None):
     if args.no_cpu_kernels:
         os.environ["MS_LARS_NO_CPU_KERNELS"] = "1"
     ms.set_device("CPU")
-    rows = [row for size in args.sizes for row in measure(size, args.repeats, args.pynative_repeats)]
+    rows = [row for size in args.sizes for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
     print_table(rows)
