@@ -80,5 +80,6 @@ def main(argv=None):
         jit_figure = f"{median[name, 'jit'] * 1e3:13.2f}" if (name, "jit") in median else f"{'-':>13s}"
         print(f"{name:24s} {median[name, 'cell'] * 1e3:17.2f} {jit_figure}")
 
+
 if __name__ == "__main__":
     main()
