@@ -7,6 +7,11 @@ import sys
 from setuptools import Distribution, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:     # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = runpy.run_path(os.path.join(HERE, "ms_lars", "_version.py"))["__version__"]
 KERNELS = runpy.run_path(os.path.join(HERE, "ms_lars", "_kernel_build.py"))
@@ -22,23 +27,30 @@ class BuildKernels(build_ext):
         target_dir = source_dir if self.inplace or getattr(self, "editable_mode", False) else \
             os.path.join(self.build_lib, "ms_lars", "kernels")
         os.makedirs(target_dir, exist_ok=True)
-        compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+        compiler = kernel_compiler()
+        try:
+            architecture = None if compiler is None else KERNELS["compiler_target"](compiler)
+        except OSError as exc:
+            compiler, architecture, missing = None, None, str(exc)
+        else:
+            missing = "no C++ compiler found (set CXX or install g++)"
         for source in KERNELS["SOURCES"]:
-            library = os.path.join(target_dir, KERNELS["library_name"](source, source_dir))
-            # Compiled beside it and renamed: a process that has the library loaded keeps its copy.
-            partial = f"{library}.{os.getpid()}.partial"
-            error = "no C++ compiler found (set CXX or install g++)" if compiler is None else None
+            error = missing if compiler is None else None
             if compiler is not None:
+                library = os.path.join(target_dir, KERNELS["library_name"](source, architecture, source_dir))
+                # Compiled beside it and renamed: a process that has the library loaded keeps its copy.
+                partial = f"{library}.{os.getpid()}.partial"
                 try:
                     result = KERNELS["compile_kernel"](compiler, os.path.join(source_dir, source), partial)
-                    error = None if result.returncode == 0 else result.stderr[-2000:]
-                    if error is None:
+                    if result.returncode == 0:
                         os.replace(partial, library)
-                        remove_stale_libraries(target_dir, library)
+                        remove_stale_libraries(target_dir, source, library)
+                    else:
+                        error = KERNELS["build_failure"](compiler, source, result.stderr)
                 except OSError as exc:
                     error = str(exc)
-            if os.path.exists(partial):
-                os.unlink(partial)
+                if os.path.exists(partial):
+                    os.unlink(partial)
             if error is not None:
                 print(f"ms_lars: WARNING: the CPU kernel {source} was not built ({error}); it will be compiled at "
                       f"first use, or the slower composed-op path will run", file=sys.stderr)
@@ -47,20 +59,41 @@ class BuildKernels(build_ext):
         return []
 
 
-def remove_stale_libraries(target_dir, library):
-    """Remove the libraries an earlier build of the same kernel left (other digests), so that a
-    reused build directory does not put them in a wheel."""
-    stem = os.path.basename(library).rsplit("-", 1)[0]
+def kernel_compiler():
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+
+
+def remove_stale_libraries(target_dir, source, library):
+    """Remove the libraries an earlier build of the same kernel left (other digests or
+    architectures), so that a reused build directory does not put them in a wheel."""
+    stem = os.path.splitext(source)[0]
     for name in os.listdir(target_dir):
         if name.startswith(stem + "-") and name.endswith(".so") and os.path.join(target_dir, name) != library:
             os.unlink(os.path.join(target_dir, name))
 
 
 class BinaryDistribution(Distribution):
-    """The wheel carries compiled kernels: it is for one platform and Python."""
+    """The wheel carries compiled kernels: it is for one platform."""
 
     def has_ext_modules(self):
         return True
+
+
+class PlatformWheel(bdist_wheel):
+    """``py3-none-linux_<arch>``: the kernels do not link Python, so one wheel serves every Python
+    that MindSpore supports; its platform is the architecture the kernels were compiled for (``CXX``
+    may be a cross compiler). scripts/build_wheels.py turns ``linux`` into a manylinux tag."""
+
+    def get_tag(self):
+        _, _, platform_tag = super().get_tag()
+        compiler = kernel_compiler()
+        try:
+            architecture = KERNELS["compiler_target"](compiler) if compiler else None
+        except OSError:
+            architecture = None
+        if architecture and platform_tag.startswith("linux_"):
+            platform_tag = f"linux_{architecture}"
+        return "py3", "none", platform_tag
 
 
 setup(
@@ -73,9 +106,22 @@ setup(
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
     # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
     package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h"]},
-    cmdclass={"build_ext": BuildKernels},
+    cmdclass={"build_ext": BuildKernels, "bdist_wheel": PlatformWheel},
     distclass=BinaryDistribution,
-    python_requires=">=3.9",
+    # MindSpore 2.10's own range. The suite runs on 3.11, the only Python on the project's machines.
+    python_requires=">=3.9,<3.13",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.9",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: C++",
+        "Operating System :: POSIX :: Linux",
+        "License :: OSI Approved :: Apache Software License",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     # numpy<2: with NumPy 2, MindSpore 2.10's mindspore.dataset fails ("Unable to avoid copy").
     # mindspore: the versions the suite was run on (README, "Tested MindSpore versions").
     install_requires=["mindspore>=2.7.0,<2.11", "numpy>=1.21,<2"],

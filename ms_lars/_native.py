@@ -1,14 +1,28 @@
 """Fused CPU kernels, loaded by MindSpore as AOT custom ops.
 
-An installed package carries them compiled (``ms_lars/kernels/<kernel>-<digest>.so``, built by
-setup.py). A source tree without them (a checkout on ``PYTHONPATH``, a kernel edited since it was
+An installed package carries them compiled (``ms_lars/kernels/<kernel>-<arch>-<digest>.so``, built
+by setup.py). A source tree without them (a checkout on ``PYTHONPATH``, a kernel edited since it was
 built) compiles them at first use with the system C++ compiler (``$CXX``, else ``g++``) into
-``$MS_LARS_CACHE`` (default ``~/.cache/ms_lars``), under the same digest name. Nothing is
-downloaded. Where neither works, or ``MS_LARS_NO_CPU_KERNELS=1`` is set, the optimizers use their
-composed-op path instead (slower, same formula; the tests check that the two agree).
+``$MS_LARS_CACHE`` (default ``~/.cache/ms_lars``), under the same name. Nothing is downloaded.
+Where neither works, or ``MS_LARS_NO_CPU_KERNELS=1`` is set, the optimizers use their composed-op
+path instead (slower, same formula; the tests check that the two agree).
+
+What is loaded, and from where, is decided here and nowhere else:
+
+- A library is loaded once from Python (ctypes) before its path is chosen, so a damaged file or
+  one of another architecture is rebuilt (or, failing that, the composed path runs with a
+  warning), never a C++ error inside MindSpore at the first step.
+- The cache is trusted as ssh trusts its keys: a cache directory or library that another user owns
+  or can write is never loaded from. Kernels are then built into a private directory for this
+  process, with one warning that names the directory and what to do. New cache directories are 0700.
+- Builds go to a temporary name and are renamed once they load: concurrent builds (msrun workers
+  from a source tree) each end with a whole, loadable library.
 """
+import atexit
+import ctypes
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import warnings
@@ -19,52 +33,138 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
-from ms_lars._kernel_build import SOURCE_DIR, compile_kernel, library_name
+from ms_lars._kernel_build import (FUNCTIONS, SOURCE_DIR, build_failure, compile_kernel, compiler_target,
+                                   host_architecture, library_name)
 
-_built = {}
+_built = {}          # source name -> the library's path, or None where there is none to use
+_unavailable = {}    # source name -> why it has none
 _ops = {}
+_private_dir = None  # this process's own cache, where the shared one cannot be trusted
+_loaded = set()      # paths ctypes has loaded: a rebuild must not reuse one (dlopen would find the old library)
+_warned_untrusted = set()
 
 
 def _cache_dir():
     return os.environ.get("MS_LARS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ms_lars")
 
 
-def _build(source_name):
-    """Path of the shared library for ``kernels/<source_name>``: the one the package carries, else
-    one in the cache, built if need be; None on failure."""
-    name = library_name(source_name, SOURCE_DIR)
+def _distrust(path):
+    """Why ``path`` (a cache directory, or a library in one) must not be loaded from: another
+    user owns it, or others (group or anyone) can write it; None where it is this user's alone."""
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return f"{path} is a symbolic link"
+    if info.st_uid != os.geteuid():
+        return f"{path} is owned by another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} can be written by other users (mode {stat.S_IMODE(info.st_mode):o})"
+    return None
+
+
+def _load_failure(library, source_name):
+    """Why ``library`` cannot serve as ``source_name``'s kernels here (it does not load, or lacks
+    a function), or None once it has loaded: only then may MindSpore load it."""
+    try:
+        loaded = ctypes.CDLL(library)
+    except OSError as error:
+        return str(error)
+    _loaded.add(os.path.realpath(library))
+    missing = [name for name in FUNCTIONS[source_name] if not hasattr(loaded, name)]
+    return f"{library} lacks {', '.join(missing)}" if missing else None
+
+
+def _private_cache():
+    """A directory only this process uses (0700), removed at exit."""
+    global _private_dir
+    if _private_dir is None:
+        _private_dir = tempfile.mkdtemp(prefix="ms_lars-kernels-")
+        atexit.register(shutil.rmtree, _private_dir, True)
+    return _private_dir
+
+
+def _trusted_cache():
+    """The cache directory to build into and load from: ``_cache_dir()``, created 0700 if need be,
+    where it is this user's alone; else, after one warning, a private one."""
+    cache = _cache_dir()
+    try:
+        os.makedirs(cache, mode=0o700, exist_ok=True)
+        reason = _distrust(cache)
+    except OSError:
+        return cache    # (the build reports it: an unwritable cache is not a trust question)
+    if reason is None:
+        return cache
+    if cache not in _warned_untrusted:
+        _warned_untrusted.add(cache)
+        warnings.warn(f"ms_lars: not loading CPU kernels from the cache directory {cache}: {reason}. Make it yours "
+                      f"alone (chown $USER {cache}; chmod 700 {cache}) or set MS_LARS_CACHE to a directory only you "
+                      f"can write. Building into a private directory for this process instead.", RuntimeWarning)
+    return _private_cache()
+
+
+def _library(source_name):
+    """Path of a library of ``kernels/<source_name>`` that has loaded here: the one the package
+    carries, else one in the cache, built if need be; None (and the reason in ``_unavailable``)
+    where there is none."""
+    name = library_name(source_name, host_architecture(), SOURCE_DIR)
     shipped = os.path.join(SOURCE_DIR, name)
+    stale = None
     if os.path.exists(shipped):
-        return shipped
-    library = os.path.join(_cache_dir(), name)
-    if os.path.exists(library):
-        return library
+        stale = _load_failure(shipped, source_name)
+        if stale is None:
+            return shipped
+    cache = _trusted_cache()
+    library = os.path.join(cache, name)
+    if os.path.lexists(library):
+        stale = _distrust(library) or _load_failure(library, source_name)
+        if stale is None:
+            return library
+    if os.path.realpath(library) in _loaded:   # it loaded, but is not this kernel
+        library = os.path.join(_private_cache(), name)
+    reason = _rebuild(source_name, library, stale)
+    if reason is not None:
+        _unavailable[source_name] = reason
+        warnings.warn(f"ms_lars: {reason}; using the slower composed-op CPU path", RuntimeWarning)
+        return None
+    return library
+
+
+def _rebuild(source_name, library, stale):
+    """Compile ``source_name`` to a temporary name beside ``library``, load it, and rename it to
+    ``library``; returns None, or why no library could be made."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
     if compiler is None:
-        warnings.warn("ms_lars: no compiled CPU kernels in this installation and no C++ compiler found (set CXX or "
-                      "install g++); using the slower composed-op CPU path", RuntimeWarning)
-        return None
-    print(f"ms_lars: building the fused CPU kernel {source_name} into {library} (once)", file=sys.stderr)
+        return "no compiled CPU kernels in this installation and no C++ compiler found (set CXX or install g++)"
+    why = f" (the cached one does not load: {stale})" if stale else ""
+    print(f"ms_lars: building the fused CPU kernel {source_name} into {library} (once){why}", file=sys.stderr)
     partial = None
     try:
-        os.makedirs(os.path.dirname(library), exist_ok=True)
-        fd, partial = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(library))
+        target = compiler_target(compiler)
+        if target != host_architecture():
+            return f"{compiler} builds for {target}, not for this machine ({host_architecture()}): set CXX"
+        os.makedirs(os.path.dirname(library), mode=0o700, exist_ok=True)
+        fd, partial = tempfile.mkstemp(suffix=".so.partial", dir=os.path.dirname(library))
         os.close(fd)
         result = compile_kernel(compiler, os.path.join(SOURCE_DIR, source_name), partial)
         if result.returncode != 0:
-            warnings.warn(f"ms_lars: building {source_name} failed, using the slower composed-op CPU path:\n"
-                          f"{result.stderr[-2000:]}", RuntimeWarning)
-            return None
+            return build_failure(compiler, source_name, result.stderr)
+        failure = _load_failure(partial, source_name)
+        if failure is not None:
+            return f"the library {compiler} built does not load: {failure}"
         os.replace(partial, library)   # atomic: a concurrent build (msrun workers) never sees half a file
         partial = None
-        return library
-    except OSError as error:   # an unwritable cache, a compiler that cannot run
-        warnings.warn(f"ms_lars: building {source_name} failed ({error}); using the slower composed-op CPU path",
-                      RuntimeWarning)
         return None
+    except OSError as error:   # an unwritable cache, a compiler that cannot run
+        return f"building {source_name} failed ({error})"
     finally:
         if partial is not None and os.path.exists(partial):
             os.unlink(partial)   # never leave a half-built or empty library behind
+
+
+def unavailable_reason(source_name):
+    """Why ``kernels/<source_name>`` has no library here, once a kernel was asked for; None where it has one."""
+    if os.environ.get("MS_LARS_NO_CPU_KERNELS") == "1":
+        return "MS_LARS_NO_CPU_KERNELS=1 is set"
+    return _unavailable.get(source_name)
 
 
 def cpu_kernel(source_name, function, outputs=(1,), in_place=False):
@@ -78,7 +178,7 @@ def cpu_kernel(source_name, function, outputs=(1,), in_place=False):
     if get_context("device_target") != "CPU" or os.environ.get("MS_LARS_NO_CPU_KERNELS") == "1":
         return None
     if source_name not in _built:
-        _built[source_name] = _build(source_name)
+        _built[source_name] = _library(source_name)
     library = _built[source_name]
     if library is None:
         return None

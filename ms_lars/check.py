@@ -32,7 +32,7 @@ import warnings
 import mindspore as ms
 from mindspore import nn
 
-from ms_lars import _ascend
+from ms_lars import _ascend, _native
 from ms_lars.conformance.cases import CASES
 from ms_lars.conformance.paths import kernels_build, on_path, paths_for
 
@@ -138,8 +138,8 @@ def main(argv=None):
         if args.paths is None and not args.emulate_ascend:
             paths = [p for p in paths if p != "ascend-emulated"]
         if "kernel" in paths and not kernels_build():
-            print("ms_lars.check: the C++ CPU kernels cannot be built here (no compiler?); LARS and Lamb run on "
-                  "composed ops, so only that path is checked", file=sys.stderr)
+            print(f"ms_lars.check: the C++ CPU kernels cannot be used here ({_native.unavailable_reason('lars_cpu.cc')}); "
+                  "LARS and Lamb run on composed ops, so only that path is checked", file=sys.stderr)
             paths = [p for p in paths if p != "kernel"]
     unknown = [p for p in paths if p not in paths_for(device)]
     if unknown:

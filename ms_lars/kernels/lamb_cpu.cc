@@ -35,9 +35,9 @@ LambConstants MakeConstants(float beta1, float beta2, float eps, int32_t step) {
           1.0f / (1.0f - std::pow(beta2, static_cast<float>(step))), eps};
 }
 
-// The two passes over one thread's slice [begin, end) of a parameter, compiled for AVX2 where the
-// CPU has it and for the baseline ISA elsewhere (no FMA contraction in either, so both round alike).
-__attribute__((target_clones("avx2", "default"))) void SliceMoments(
+// The two passes over one thread's slice [begin, end) of a parameter, vectorized for the
+// machine (MS_LARS_SIMD_CLONES); no FMA contraction (-ffp-contract=off), so every build rounds alike.
+MS_LARS_SIMD_CLONES void SliceMoments(
     float *__restrict m, float *__restrict v, const float *__restrict w, const float *__restrict g, int64_t begin,
     int64_t end, const LambConstants &c, float wd, double *weight_sq_out, double *update_sq_out) {
   // Squares are summed in float over blocks of kBlock elements (a few per SIMD lane, so the float
@@ -65,10 +65,9 @@ __attribute__((target_clones("avx2", "default"))) void SliceMoments(
   *update_sq_out = update_sq;
 }
 
-__attribute__((target_clones("avx2", "default"))) void SliceWeights(float *__restrict w, const float *__restrict m,
-                                                                    const float *__restrict v, int64_t begin,
-                                                                    int64_t end, const LambConstants &c, float wd,
-                                                                    float step_size) {
+MS_LARS_SIMD_CLONES void SliceWeights(
+    float *__restrict w, const float *__restrict m, const float *__restrict v, int64_t begin, int64_t end,
+    const LambConstants &c, float wd, float step_size) {
 #pragma omp simd
   for (int64_t i = begin; i < end; ++i) {
     const float u = (m[i] * c.inv_bc1) / (std::sqrt(v[i] * c.inv_bc2) + c.eps) + wd * w[i];

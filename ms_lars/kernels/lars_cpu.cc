@@ -50,12 +50,11 @@ TrustRatio FinishTrustRatio(double weight_sq, double grad_sq, float lr, float wd
   return result;
 }
 
-// The sums of squares of w and g / S over [begin, end), compiled for AVX2 where the CPU has it and
-// for the baseline ISA elsewhere (no FMA contraction in either, so both round alike).
-__attribute__((target_clones("avx2", "default"))) void SliceSquares(const float *__restrict w,
-                                                                    const float *__restrict g,
-                                                                    float inverse_scale, int64_t begin, int64_t end,
-                                                                    double *weight_sq_out, double *grad_sq_out) {
+// The sums of squares of w and g / S over [begin, end), vectorized for the machine
+// (MS_LARS_SIMD_CLONES); no FMA contraction (-ffp-contract=off), so every build rounds alike.
+MS_LARS_SIMD_CLONES void SliceSquares(
+    const float *__restrict w, const float *__restrict g, float inverse_scale, int64_t begin, int64_t end,
+    double *weight_sq_out, double *grad_sq_out) {
   double weight_sq = 0.0, grad_sq = 0.0;
 #pragma omp simd reduction(+ : weight_sq, grad_sq)
   for (int64_t i = begin; i < end; ++i) {
@@ -112,8 +111,8 @@ void WriteRecord(const TrustRatio &trust, float *record) {
 }
 
 // LarsMomentumMulti's second pass over one thread's slice [begin, end) of a layer (its first is
-// SliceSquares), compiled for AVX2 and the baseline ISA alike.
-__attribute__((target_clones("avx2", "default"))) void SliceMomentumUpdate(
+// SliceSquares), vectorized as SliceSquares.
+MS_LARS_SIMD_CLONES void SliceMomentumUpdate(
     float *w, const float *g, float *moment, float scaled_inverse, float scaled_decay, float momentum, float lr,
     bool nesterov, int64_t begin, int64_t end) {
   if (nesterov) {

@@ -10,6 +10,16 @@
 
 #include <omp.h>
 
+// A function that carries its hot loop compiled twice on x86-64, for AVX2 and for the baseline ISA,
+// one chosen at load time by the CPU (ifunc). Elsewhere (aarch64: NEON is the baseline, and -O3
+// vectorizes for it) the function is compiled once, for the target. GCC rejects target("avx2")
+// on any other architecture, so the attribute exists only where it means something.
+#if defined(__x86_64__) || defined(__i386__)
+#define MS_LARS_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MS_LARS_SIMD_CLONES
+#endif
+
 // This thread's slice [begin, end) of a layer of n elements.
 inline void ThreadSlice(int64_t n, int thread, int threads, int64_t *begin, int64_t *end) {
   *begin = n * thread / threads;

@@ -1,0 +1,45 @@
+"""One step of LARS(nn.Momentum) and of Lamb on the CPU, run as a script in another process (a
+wheel's venv, an emulated aarch64 Python, a shared kernel cache). Prints one JSON line: the paths
+chosen, where ms_lars and its kernel libraries came from, and each updated weight, which
+``expected_weights()`` gives from the float64 reference."""
+import json
+import os
+import platform
+import sys
+
+import numpy as np
+
+SHAPE, LR, COEFFICIENT, GRADIENT = (4, 3), 0.1, 0.01, 0.5
+
+
+def expected_weights():
+    """Float64 reference (ms_lars.conformance.reference) of the weights after the step: LARS, Lamb."""
+    from ms_lars.conformance.reference import MomentumRule, run_lamb, run_lars
+    start, grads = [np.ones(SHAPE)], [[np.full(SHAPE, GRADIENT)]]
+    lars, _ = run_lars(start, grads, rule=MomentumRule(0.9), lr_of=lambda i, s: LR, wd_of=lambda i, s: 0.0,
+                       decay_flags=[False], lars_flags=[True], coefficient=COEFFICIENT, epsilon=1e-5, use_clip=False)
+    lamb = run_lamb(start, grads, lr_of=lambda i, s: LR, wd_of=lambda i, s: 0.0, decay_flags=[False])
+    return [float(lars[0][0, 0]), float(lamb[0][0][0, 0])]
+
+
+def main():
+    import mindspore as ms
+    from mindspore import Parameter, Tensor, nn
+
+    import ms_lars
+    import ms_lars._native as native
+    ms.set_device("CPU")
+    params = lambda: [Parameter(Tensor(np.ones(SHAPE, np.float32)), name="w")]  # noqa: E731
+    lars = ms_lars.LARS(nn.Momentum(params(), LR, 0.9), coefficient=COEFFICIENT)
+    lamb = ms_lars.Lamb(params(), LR)
+    grads = (Tensor(np.full(SHAPE, GRADIENT, np.float32)),)
+    lars(grads)
+    lamb(grads)
+    print(json.dumps({"machine": platform.machine(), "paths": [lars.path, lamb.path], "package": ms_lars.__file__,
+                      "libraries": list(native._built.values()),
+                      "weights": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.getcwd())
+    main()
