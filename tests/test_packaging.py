@@ -1,30 +1,69 @@
-"""Packaging: a wheel carries the compiled kernels and runs them where no compiler exists; the
-version is defined once."""
+"""Packaging: a wheel carries the compiled kernels and runs them where no compiler exists, on x86-64
+and (emulated) aarch64; scripts/build_wheels.py's manylinux wheels; the version is defined once."""
 import importlib.metadata
+import json
 import os
+import re
+import shutil
 import site
 import subprocess
 import sys
 import sysconfig
 import zipfile
 
+import numpy as np
+import pytest
+
 import ms_lars
+from kernel_step import expected_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
-STEP_BOTH = """
-import json, os, numpy as np, mindspore as ms
-from mindspore import nn, Parameter, Tensor
-import ms_lars, ms_lars._native as native
-ms.set_device("CPU")
-params = lambda: [Parameter(Tensor(np.ones((4, 3), np.float32)), name="w")]
-lars = ms_lars.LARS(nn.Momentum(params(), 0.1, 0.9), coefficient=0.01)
-lamb = ms_lars.Lamb(params(), 0.1)
-grads = (Tensor(np.full((4, 3), 0.5, np.float32)),)
-lars(grads); lamb(grads)
-print(json.dumps({"paths": [lars.path, lamb.path], "package": ms_lars.__file__, "libraries": list(native._built.values()),
-                  "moved": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}))
-"""
+ARM_PY = os.environ.get("ARM_PY")
+ARM_CXX = shutil.which(os.environ.get("ARM_CXX", "aarch64-linux-gnu-g++"))
+
+
+def no_compiler_env(tmp_path):
+    """PATH with no g++ or c++, CXX pointing nowhere, an empty cache: only a shipped kernel can run."""
+    no_tools = tmp_path / "bin"
+    no_tools.mkdir(exist_ok=True)
+    return {"PATH": str(no_tools), "CXX": str(tmp_path / "missing" / "g++"), "MS_LARS_CACHE": str(tmp_path / "cache"),
+            "HOME": str(tmp_path), "GLOG_v": "3"}
+
+
+def install_in_fresh_venv(tmp_path, wheel):
+    """A new virtualenv with only ``wheel`` installed; MindSpore and NumPy are borrowed from this
+    environment (a 2.8 GB install otherwise). This environment's editable ms_lars is not seen there."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
+                                str(wheel)], capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    with open(os.path.join(venv_site, "borrowed_mindspore.pth"), "w") as f:
+        f.write(site.getsitepackages()[0] + "\n")
+    return python, str(venv)
+
+
+def step_without_a_compiler(python, installed_at, tmp_path, extra_env=()):
+    """kernel_step.py run by ``python`` where no compiler is reachable; its JSON, checked: the kernel
+    path, libraries from the installation, nothing compiled, the weights the reference gives."""
+    env = dict(no_compiler_env(tmp_path), **dict(extra_env))
+    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert result["paths"] == ["kernel", "kernel"], ran.stderr[-3000:]
+    assert result["package"].startswith(installed_at)
+    assert len(result["libraries"]) == 2 and all(lib.startswith(installed_at) for lib in result["libraries"])
+    np.testing.assert_allclose(result["weights"], expected_weights(), rtol=1e-5)    # both stepped, as the formula
+    cache = tmp_path / "cache"
+    assert not cache.exists() or not os.listdir(cache)                        # nothing was compiled
+    assert "building" not in ran.stderr
+    return result
 
 
 def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(tmp_path):
@@ -44,36 +83,59 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     assert sum(n.startswith("ms_lars/kernels/") and n.endswith(".so") for n in names) == 2, names
     # ... and their source, headers included, to rebuild one that is edited.
     assert {"ms_lars/kernels/lars_cpu.cc", "ms_lars/kernels/lamb_cpu.cc", "ms_lars/kernels/layer_sums.h"} <= set(names)
+    python, venv = install_in_fresh_venv(tmp_path, wheel)
+    step_without_a_compiler(python, venv, tmp_path)
 
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
-    python = venv / "bin" / "python"
-    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q",
-                                str(wheel)], capture_output=True, text=True, timeout=600)
+
+needs_wheel_tools = pytest.mark.skipif(
+    ARM_CXX is None or shutil.which("auditwheel", path=os.path.dirname(sys.executable)) is None,
+    reason="needs aarch64-linux-gnu-g++ and auditwheel (pip install -e '.[wheels]')")
+
+
+@pytest.fixture(scope="module")
+def manylinux_wheels(tmp_path_factory):
+    """scripts/build_wheels.py's two wheels, by architecture."""
+    out = tmp_path_factory.mktemp("manylinux")
+    built = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_wheels.py"), str(out)],
+                           capture_output=True, text=True, timeout=900)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    return {arch: next(out.glob(f"*{arch}.whl")) for arch in ("x86_64", "aarch64")}
+
+
+@needs_wheel_tools
+def test_build_wheels_gives_a_py3_none_manylinux_wheel_per_architecture(manylinux_wheels):
+    for arch, wheel in manylinux_wheels.items():
+        shown = subprocess.run([os.path.join(os.path.dirname(sys.executable), "auditwheel"), "show", str(wheel)],
+                               capture_output=True, text=True, check=True).stdout
+        tag = re.search(r'platform\s+tag:\s+"(manylinux_\d+_\d+_' + arch + ')"', shown).group(1)
+        assert wheel.name == f"ms_lars-{ms_lars.__version__}-py3-none-{tag}.whl"
+        names = zipfile.ZipFile(wheel).namelist()
+        kernels = [n for n in names if n.startswith("ms_lars/kernels/") and n.endswith(".so")]
+        assert len(kernels) == 2 and all(f"-{arch}-" in n for n in kernels), kernels
+        assert any(n.startswith("ms_lars.libs/libgomp") for n in names), names      # vendored
+        elf_machine = {"x86_64": 62, "aarch64": 183}[arch]
+        with zipfile.ZipFile(wheel) as archive:
+            for name in kernels:
+                assert int.from_bytes(archive.read(name)[18:20], "little") == elf_machine, name
+
+
+@needs_wheel_tools
+def test_the_x86_64_manylinux_wheel_runs_the_kernel_path_without_a_compiler(manylinux_wheels, tmp_path):
+    python, venv = install_in_fresh_venv(tmp_path, manylinux_wheels["x86_64"])
+    step_without_a_compiler(python, venv, tmp_path)
+
+
+@needs_wheel_tools
+@pytest.mark.skipif(not (ARM_PY and os.path.exists(ARM_PY)),
+                    reason="needs the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
+def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emulated(manylinux_wheels, tmp_path):
+    target = tmp_path / "site"
+    installed = subprocess.run([ARM_PY, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                                str(manylinux_wheels["aarch64"])], capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    # MindSpore and NumPy are borrowed from this environment (a 2.8 GB install otherwise); ms_lars is
-    # only the wheel's: this environment's editable install is not seen from there.
-    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    with open(os.path.join(venv_site, "borrowed_mindspore.pth"), "w") as f:
-        f.write(site.getsitepackages()[0] + "\n")
-
-    no_tools = tmp_path / "bin"          # PATH with no g++ or c++, CXX pointing nowhere, an empty cache
-    no_tools.mkdir()
-    cache = tmp_path / "cache"
-    env = {"PATH": str(no_tools), "CXX": str(tmp_path / "missing" / "g++"), "MS_LARS_CACHE": str(cache),
-           "HOME": str(tmp_path), "GLOG_v": "3"}
-    ran = subprocess.run([str(python), "-c", STEP_BOTH], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=600)
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    import json
-    result = json.loads(ran.stdout.strip().splitlines()[-1])
-    assert result["paths"] == ["kernel", "kernel"]
-    assert result["package"].startswith(str(venv))
-    assert len(result["libraries"]) == 2 and all(lib.startswith(str(venv)) for lib in result["libraries"])
-    assert all(value < 1.0 for value in result["moved"])                     # both stepped
-    assert not cache.exists() or not os.listdir(cache)                        # nothing was compiled
-    assert "building" not in ran.stderr
+    env = {"PYTHONPATH": str(target), "QEMU_LD_PREFIX": os.environ.get("QEMU_LD_PREFIX", "")}
+    result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env)
+    assert result["machine"] == "aarch64"
 
 
 def test_the_version_is_defined_once():
