@@ -15,7 +15,7 @@ from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
 import ms_lars
 from ms_lars.conformance.reference import (MomentumRule, SGDRule, centralize, lamb_step, relative_error, run_lamb,
-                                           run_lars)
+                                           run_lars, run_timm_lamb, run_timm_lars)
 
 STEPS = 6
 TOLERANCE = 1e-5
@@ -308,6 +308,103 @@ def run_lamb_float16_case(lamb_class=None, record_trust_ratio=False):
     return rows
 
 
+# ------------------------------------------------------ ms_lars.experimental: timm 1.0's Lars and Lamb
+
+# A base each knob's case changes one thing of (Lars: momentum, weight decay and a coefficient large
+# enough to matter; Lamb: timm's defaults with a larger lr).
+TIMM_LARS_BASE = dict(lr=0.5, momentum=0.9, weight_decay=0.01, trust_coeff=0.05)
+TIMM_LAMB_BASE = dict(lr=0.05, betas=(0.9, 0.99))
+TIMM_DEFAULTS = {
+    "Lars": dict(lr=1.0, momentum=0, dampening=0, weight_decay=0, nesterov=False, trust_coeff=0.001, eps=1e-8,
+                 trust_clip=False, always_adapt=False),
+    "Lamb": dict(lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
+                 grad_averaging=True, max_grad_norm=1.0, trust_clip=False, always_adapt=False),
+}
+
+
+def step_lr(lr0, step_size=2, gamma=0.5):
+    """What ``lr_scheduler.StepLR(step_size, gamma)`` gives at a 0-based step, from lr0."""
+    return lambda i, step: lr0 * gamma ** (step // step_size)
+
+
+def run_timm_case(kind, knobs, groups=None, scheduler=None):
+    """ms_lars.experimental.<kind> (timm's semantics) for 6 steps against reference.run_timm_<kind>.
+    ``knobs``: the constructor's arguments; ``groups``: (layer indices, {group keys}) pairs;
+    ``scheduler``: (make(optimizer), reference lr function of lr0) for a StepLR or the like."""
+    from ms_lars import experimental
+    layers = LARS_LAYERS if kind == "Lars" else LAMB_LAYERS
+    scales = LARS_GRAD_SCALES if kind == "Lars" else LAMB_GRAD_SCALES
+    params = make_parameters(layers)
+    optimizer = getattr(experimental, kind)(build_params(params, groups), **knobs)
+    schedule = scheduler[0](optimizer) if scheduler else None
+    all_grads = gradients(layers, scales, LARS_ZERO_GRADIENT_AT if kind == "Lars" else LAMB_ZERO_GRADIENT_AT)
+    for grads in all_grads:
+        optimizer(tuple(Tensor(g) for g in grads))
+        if schedule is not None:
+            schedule.step()
+    settings = dict(TIMM_DEFAULTS[kind], **knobs)
+    group_of = [{}] * len(layers)
+    for indices, extra in groups or []:
+        for i in indices:
+            group_of[i] = extra
+    hyper = [{k: v for k, v in dict(settings, **group_of[i]).items() if k not in ("lr", "max_grad_norm")}
+             for i in range(len(layers))]
+    lr0 = [dict(settings, **group_of[i])["lr"] for i in range(len(layers))]
+    lr_of = (lambda i, step: scheduler[1](lr0[i])(i, step)) if scheduler else (lambda i, step: lr0[i])
+    initial = initial_weights(layers)
+    if kind == "Lars":
+        expected_w, buffers = run_timm_lars(initial, all_grads, hyper_of=lambda i: hyper[i], lr_of=lr_of)
+        states = [("momentum_buffer", optimizer.momentum_buffer, buffers)]
+    else:
+        expected_w, ms_, vs = run_timm_lamb(initial, all_grads, hyper_of=lambda i: hyper[i], lr_of=lr_of,
+                                            max_grad_norm=settings["max_grad_norm"])
+        states = [("exp_avg", optimizer.exp_avg, ms_), ("exp_avg_sq", optimizer.exp_avg_sq, vs)]
+    rows = []
+    for i, (name, _) in enumerate(layers):
+        rows.append((name, relative_error(params[i].asnumpy(), expected_w[i]), TOLERANCE))
+        for prefix, actual, expected in states:
+            rows.append((f"{prefix}.{name}", relative_error(actual[i].asnumpy(), expected[i]), TOLERANCE))
+    return rows
+
+
+def _step_lr_scheduler(optimizer):
+    from mindspore.experimental.optim import lr_scheduler
+    return lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.5)
+
+
+def _timm(kind, knobs, **kwargs):
+    return f"experimental.{kind}", lambda **ignored: run_timm_case(kind, knobs, **kwargs)
+
+
+TIMM_CASES = {
+    "experimental.lars/defaults": _timm("Lars", {}),
+    "experimental.lars/momentum_weight_decay": _timm("Lars", TIMM_LARS_BASE),
+    "experimental.lars/dampening": _timm("Lars", dict(TIMM_LARS_BASE, dampening=0.3)),
+    "experimental.lars/nesterov": _timm("Lars", dict(TIMM_LARS_BASE, nesterov=True)),
+    "experimental.lars/no_weight_decay": _timm("Lars", dict(TIMM_LARS_BASE, weight_decay=0)),
+    "experimental.lars/always_adapt": _timm("Lars", dict(TIMM_LARS_BASE, weight_decay=0, always_adapt=True)),
+    "experimental.lars/trust_clip": _timm("Lars", dict(TIMM_LARS_BASE, trust_clip=True)),
+    "experimental.lars/eps_0": _timm("Lars", dict(TIMM_LARS_BASE, eps=0.0)),
+    "experimental.lars/groups": _timm("Lars", TIMM_LARS_BASE, groups=[
+        ([0, 1], {"lr": 0.3, "trust_clip": True}), ([2, 3], {"weight_decay": 0.0, "momentum": 0.5}),
+        ([4, 5], {"trust_coeff": 0.02, "nesterov": True})]),
+    "experimental.lars/step_lr": _timm("Lars", TIMM_LARS_BASE, scheduler=(_step_lr_scheduler, step_lr)),
+    "experimental.lamb/defaults": _timm("Lamb", {}),
+    "experimental.lamb/base": _timm("Lamb", TIMM_LAMB_BASE),
+    "experimental.lamb/no_bias_correction": _timm("Lamb", dict(TIMM_LAMB_BASE, bias_correction=False)),
+    "experimental.lamb/eps": _timm("Lamb", dict(TIMM_LAMB_BASE, eps=1e-3)),
+    "experimental.lamb/no_weight_decay": _timm("Lamb", dict(TIMM_LAMB_BASE, weight_decay=0.0)),
+    "experimental.lamb/always_adapt": _timm("Lamb", dict(TIMM_LAMB_BASE, weight_decay=0.0, always_adapt=True)),
+    "experimental.lamb/no_grad_averaging": _timm("Lamb", dict(TIMM_LAMB_BASE, grad_averaging=False)),
+    "experimental.lamb/max_grad_norm_0.1": _timm("Lamb", dict(TIMM_LAMB_BASE, max_grad_norm=0.1)),
+    "experimental.lamb/max_grad_norm_none": _timm("Lamb", dict(TIMM_LAMB_BASE, max_grad_norm=None)),
+    "experimental.lamb/trust_clip": _timm("Lamb", dict(TIMM_LAMB_BASE, trust_clip=True)),
+    "experimental.lamb/groups": _timm("Lamb", TIMM_LAMB_BASE, groups=[
+        ([0, 1, 2], {"lr": 0.02}), ([3, 4], {"weight_decay": 0.0}), ([5, 6], {"betas": (0.8, 0.9), "eps": 1e-4})]),
+    "experimental.lamb/step_lr": _timm("Lamb", TIMM_LAMB_BASE, scheduler=(_step_lr_scheduler, step_lr)),
+}
+
+
 # ---------------------------------------------------------------------------------- the catalogue
 
 def _lars(**kwargs):
@@ -338,7 +435,9 @@ CASES = {
     **{f"lamb/{schedule}": _lamb(schedule) for schedule in lamb_schedules()},
     "lamb/float16": ("Lamb", lambda lamb_class=None, record_trust_ratio=False: run_lamb_float16_case(
         lamb_class=lamb_class, record_trust_ratio=record_trust_ratio)),
+    **TIMM_CASES,
 }
 """{name: (optimizer, run)}: ``run()`` returns the case's rows; ``run(lars_class=nn.LARS)`` or
 ``run(lamb_class=nn.Lamb)`` runs MindSpore's own optimizer on it instead; ``run(record_trust_ratio=True)``
-also checks every step's trust-ratio record (telemetry) against the reference's."""
+also checks every step's trust-ratio record (telemetry) against the reference's. The optimizer is
+``LARS``, ``Lamb``, ``experimental.Lars`` or ``experimental.Lamb`` (whose runs take no keywords)."""

@@ -167,3 +167,70 @@ def relative_error(actual, expected, floor=1e-2):
     scale = np.maximum(np.abs(expected), floor * max(float(np.max(np.abs(expected))), 1e-30))
     error = np.abs(actual - expected) / scale
     return float("inf") if not np.all(np.isfinite(actual)) else float(np.max(error))
+
+
+# ------------------------------------------------------------- timm 1.0's Lars and Lamb (ms_lars.experimental)
+
+def timm_lars_step(w, g, buffer, *, first, lr, momentum, dampening, weight_decay, nesterov, trust_coeff, eps,
+                   trust_clip, always_adapt):
+    """One step of timm 1.0's ``Lars`` for one parameter; returns the new w and momentum buffer (float64).
+    The trust ratio and the rewrite are LARS's (``lars_gradient``, guard and clip included)."""
+    w, g = np.asarray(w, np.float64), np.asarray(g, np.float64)
+    if weight_decay != 0 or always_adapt:
+        g = lars_gradient(w, g, lr, weight_decay, lars=True, coefficient=trust_coeff, epsilon=eps,
+                          use_clip=trust_clip)
+    if momentum != 0:
+        buffer = g.copy() if first else momentum * buffer + (1.0 - dampening) * g
+        g = g + momentum * buffer if nesterov else buffer
+    return w - lr * g, buffer
+
+
+def run_timm_lars(weights, grads_per_step, *, hyper_of, lr_of):
+    """timm's Lars over the gradient list; ``hyper_of(i)``: parameter i's group hyperparameters (a
+    dict of timm_lars_step's keywords but lr), ``lr_of(i, step)`` its lr. Returns weights and buffers."""
+    weights = [np.asarray(w, np.float64) for w in weights]
+    buffers = [np.zeros_like(w) for w in weights]
+    for step, grads in enumerate(grads_per_step):
+        for i, g in enumerate(grads):
+            weights[i], buffers[i] = timm_lars_step(weights[i], g, buffers[i], first=step == 0, lr=lr_of(i, step),
+                                                    **hyper_of(i))
+    return weights, buffers
+
+
+def timm_lamb_clip_divisor(grads, max_grad_norm):
+    """timm's global-norm clip: the gradients are divided by max(||(g_1, ..., g_n)|| / max_grad_norm, 1)."""
+    if max_grad_norm is None:
+        return 1.0
+    return max(np.sqrt(sum(norm(g) ** 2 for g in grads)) / max_grad_norm, 1.0)
+
+
+def timm_lamb_step(w, m, v, g, t, *, lr, betas, eps, weight_decay, bias_correction, grad_averaging, trust_clip,
+                   always_adapt):
+    """One step of timm 1.0's ``Lamb`` (step t, 1-based) for one clipped gradient; returns w, m, v."""
+    w, g = np.asarray(w, np.float64), np.asarray(g, np.float64)
+    beta1, beta2 = betas
+    beta3 = 1.0 - beta1 if grad_averaging else 1.0
+    bias_correction1 = 1.0 - beta1 ** t if bias_correction else 1.0
+    bias_correction2 = 1.0 - beta2 ** t if bias_correction else 1.0
+    m = beta1 * m + beta3 * g
+    v = beta2 * v + (1.0 - beta2) * g * g
+    update = (m / bias_correction1) / (np.sqrt(v) / np.sqrt(bias_correction2) + eps)
+    if weight_decay != 0:
+        update = update + weight_decay * w
+    if weight_decay != 0 or always_adapt:
+        ratio = lamb_record(w, update)[2]
+        update = update * (min(ratio, 1.0) if trust_clip else ratio)
+    return w - lr * update, m, v
+
+
+def run_timm_lamb(weights, grads_per_step, *, hyper_of, lr_of, max_grad_norm):
+    """timm's Lamb over the gradient list (``hyper_of``, ``lr_of`` as run_timm_lars); returns w, m, v."""
+    weights = [np.asarray(w, np.float64) for w in weights]
+    ms = [np.zeros_like(w) for w in weights]
+    vs = [np.zeros_like(w) for w in weights]
+    for step, grads in enumerate(grads_per_step):
+        divisor = timm_lamb_clip_divisor(grads, max_grad_norm)
+        for i, g in enumerate(grads):
+            weights[i], ms[i], vs[i] = timm_lamb_step(weights[i], ms[i], vs[i], np.asarray(g, np.float64) / divisor,
+                                                      step + 1, lr=lr_of(i, step), **hyper_of(i))
+    return weights, ms, vs

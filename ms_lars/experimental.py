@@ -1,0 +1,421 @@
+"""LARS and Lamb for MindSpore's PyTorch-style optimizer API (``mindspore.experimental.optim``), with
+the semantics of timm 1.0 (``timm/optim/lars.py`` and ``timm/optim/lamb.py``), so that recipes ported
+from PyTorch keep their numbers.
+
+* LARS: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+  https://arxiv.org/abs/1708.03888; with NVIDIA apex's LARC clipping (``trust_clip``).
+* Lamb: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", 2019,
+  https://arxiv.org/abs/1904.00962; the NVLAMB variant of apex's FusedLAMB (global gradient clipping).
+
+Both subclass ``mindspore.experimental.optim.Optimizer``: ``param_groups`` carry per-group
+hyperparameters, each group's ``lr`` is a Parameter, and every scheduler in
+``mindspore.experimental.optim.lr_scheduler`` drives them. They are called as the experimental
+optimizers are, ``optimizer(gradients)``. What they share with ``ms_lars.LARS`` and ``ms_lars.Lamb``
+they take from there: the trust ratio and its zero-norm guard (``_trust_ratio.py``) and, on the CPU,
+the C++ kernels (LARS's per-layer rewrite, and Lamb's whole step where timm's formula is the SPEC's).
+On Ascend and GPU they run composed MindSpore ops.
+"""
+import numbers
+
+import numpy as np
+from mindspore import Parameter, Tensor, jit
+from mindspore import dtype as mstype
+from mindspore.experimental.optim import Optimizer
+from mindspore.ops import composite as C
+from mindspore.ops import functional as F
+from mindspore.ops import operations as P
+
+from ms_lars import lamb as _lamb
+from ms_lars import lars as _lars
+from ms_lars._ascend import AscendKernels
+from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, square_sum, to_float32
+
+_sqrt = P.Sqrt()
+_pow = P.Pow()
+_timm_lamb = C.MultitypeFuncGraph("timm_lamb")
+_lamb_kernel = C.MultitypeFuncGraph("timm_lamb_kernel")
+_square_sum = C.MultitypeFuncGraph("square_sum")
+
+
+def _check_number(optimizer, name, value, low=0.0, below=None):
+    """TypeError unless ``value`` is a real number (not a bool); ValueError unless low <= value (< below)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"For '{optimizer}', the type of '{name}' must be float or int, but got "
+                        f"{type(value).__name__} ({value!r}).")
+    if not np.isfinite(value) or value < low or (below is not None and value >= below):
+        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"For '{optimizer}', '{name}' must be {bound}, but got {value!r}.")
+    return float(value)
+
+
+def _check_bool(optimizer, name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"For '{optimizer}', the type of '{name}' must be bool, but got {type(value).__name__} "
+                        f"({value!r}).")
+    return value
+
+
+def _check_lr(optimizer, lr):
+    if isinstance(lr, Tensor):
+        if lr.ndim != 0:
+            raise ValueError(f"For '{optimizer}', a Tensor 'lr' must be a scalar, but got shape {lr.shape}.")
+        value = float(lr.asnumpy())
+    else:
+        value = lr
+    _check_number(optimizer, "lr", value)
+    return lr
+
+
+def _cpu_path(choice):
+    """(path, per-layer function) from ``ms_lars.lars``/``ms_lars.lamb``'s choice, composed ops on Ascend."""
+    path, function = choice
+    return ("composed", None) if isinstance(function, AscendKernels) or path.startswith("ascend") else (path, function)
+
+
+# ----------------------------------------------------------------------------------------- Lars
+
+def _timm_lars_for(rewrite, name):
+    """timm's Lars for one parameter as a MultitypeFuncGraph over ``rewrite``, ms_lars.LARS's per-layer
+    rewrite ``ratio * (g + wd * w)`` (its kernel or its composed ops: the same trust ratio, guard and clip)."""
+    per_layer = C.MultitypeFuncGraph(name)
+
+    @per_layer.register("Bool", "Number", "Number", "Bool", "Number", "Number", "Bool", "Tensor", "Tensor", "Tensor",
+                        "Tensor", "Tensor", "Tensor")
+    def _lars_layer(adapt, trust_coeff, eps, trust_clip, momentum, dampening, nesterov, lr, weight_decay, first_step,
+                    weight, gradient, buffer):
+        grad = to_float32(gradient)
+        if adapt:
+            grad = to_float32(rewrite(False, trust_coeff, eps, trust_clip, 1.0, lr, weight_decay, True, True, weight,
+                                      gradient))
+        if momentum != 0.0:
+            next_buffer = to_float32(buffer) * momentum + grad * (1.0 - dampening)
+            if dampening != 0.0:
+                next_buffer = F.select(first_step, grad, next_buffer)    # timm: the first buffer is the gradient
+            buffer = F.depend(buffer, F.assign(buffer, F.cast(next_buffer, F.dtype(buffer))))
+            grad = grad + next_buffer * momentum if nesterov else next_buffer
+        next_weight = to_float32(weight) - grad * F.cast(lr, mstype.float32)
+        return F.depend(F.assign(weight, F.cast(next_weight, F.dtype(weight))), buffer)
+
+    return per_layer
+
+
+_TIMM_LARS = {"kernel": _timm_lars_for(_lars._native_lars_gradient, "timm_lars_kernel"),
+              "composed": _timm_lars_for(_lars._composed_lars_gradient, "timm_lars_composed")}
+
+
+class Lars(Optimizer):
+    r"""LARS with timm 1.0's semantics, for ``mindspore.experimental.optim``.
+
+    For each parameter :math:`w` of a group with gradient :math:`g` (``lr``, ``weight_decay``
+    :math:`\lambda`, ``trust_coeff`` :math:`\eta` and the rest from the group):
+
+    .. math::
+        \begin{aligned}
+        &\text{if } \lambda \ne 0 \text{ or always\_adapt:}\\
+        &\qquad r = \eta \|w\| / (\|g\| + \lambda \|w\| + \epsilon), \text{ or } 1 \text{ where } \|w\| = 0
+          \text{ or } \|g\| = 0\\
+        &\qquad r = \min(r / lr, 1) \text{ if trust\_clip}\\
+        &\qquad g = r (g + \lambda w)\\
+        &\text{if momentum } \mu \ne 0: b = g \text{ at the first step, else } b = \mu b + (1 - \text{dampening}) g;
+          \quad g = g + \mu b \text{ if nesterov, else } b\\
+        &w = w - lr\, g
+        \end{aligned}
+
+    Without weight decay and ``always_adapt`` a parameter takes a plain SGD step (timm's rule; it
+    also means weight decay is only ever applied inside the trust ratio).
+
+    Args:
+        params (Union[list[Parameter], list[dict]]): parameters, or dicts defining parameter groups
+            (each may set any argument below but ``params``).
+        lr (Union[float, int, Tensor]): learning rate, >= 0. Default: ``1.0``.
+        momentum (Union[float, int]): momentum factor, >= 0. Default: ``0``.
+        dampening (Union[float, int]): dampening for momentum. Default: ``0``.
+        weight_decay (Union[float, int]): weight decay (L2 penalty), >= 0. Default: ``0``.
+        nesterov (bool): Nesterov momentum (needs momentum > 0 and dampening 0). Default: ``False``.
+        trust_coeff (float): trust coefficient :math:`\eta`, >= 0. Default: ``0.001``.
+        eps (float): added to the ratio's denominator, >= 0. Default: ``1e-8``.
+        trust_clip (bool): LARC clipping, :math:`r = \min(r / lr, 1)`. Default: ``False``.
+        always_adapt (bool): adapt parameters without weight decay too. Default: ``False``.
+
+    Inputs:
+        - **gradients** (tuple[Tensor]) - the gradients of ``params``, in order.
+
+    Outputs:
+        bool, True.
+
+    Raises:
+        TypeError: a hyperparameter is not a number (or, for the flags, not a bool).
+        ValueError: ``lr``, ``momentum``, ``weight_decay``, ``trust_coeff`` or ``eps`` is negative;
+            ``nesterov`` without momentum > 0 and dampening 0.
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import numpy as np
+        >>> import mindspore as ms
+        >>> from mindspore import Parameter, Tensor
+        >>> from mindspore.experimental.optim import lr_scheduler
+        >>> from ms_lars.experimental import Lars
+        >>> ms.set_context(mode=ms.PYNATIVE_MODE)
+        >>> w = Parameter(Tensor(np.ones((2, 2), np.float32)), name="w")
+        >>> optimizer = Lars([w], lr=0.1, momentum=0.9, weight_decay=1e-4, trust_coeff=0.01)
+        >>> scheduler = lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
+        >>> _ = optimizer((Tensor(np.full((2, 2), 0.5, np.float32)),))
+        >>> scheduler.step()
+        >>> print(np.round(w.asnumpy()[0, 0], 6), optimizer.param_groups[0]["lr"].asnumpy())
+        0.998 0.05
+    """
+
+    def __init__(self, params, lr=1.0, momentum=0, dampening=0, weight_decay=0, nesterov=False, trust_coeff=0.001,
+                 eps=1e-8, trust_clip=False, always_adapt=False):
+        defaults = dict(lr=_check_lr("Lars", lr), momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov, trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
+                        always_adapt=always_adapt)
+        self._check_group(defaults)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            self._check_group(group)
+        self.momentum_buffer = self.parameters.clone(prefix="momentum_buffer", init="zeros")
+        self.step_count = Parameter(Tensor(0, mstype.int32), name="lars_step_count")
+        self.path = _cpu_path(_lars._choose_lars_gradient())[0]
+        self._per_layer = _TIMM_LARS[self.path]
+
+    @staticmethod
+    def _check_group(group):
+        for name in ("momentum", "dampening", "weight_decay", "trust_coeff", "eps"):
+            group[name] = _check_number("Lars", name, group[name], low=-np.inf if name == "dampening" else 0.0)
+        for name in ("nesterov", "trust_clip", "always_adapt"):
+            _check_bool("Lars", name, group[name])
+        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+            raise ValueError("For 'Lars', 'nesterov' requires 'momentum' > 0 and 'dampening' 0, but got momentum "
+                             f"{group['momentum']} and dampening {group['dampening']}.")
+
+    @jit
+    def _group_step(self, start, end, lr, weight_decay, momentum, dampening, nesterov, trust_coeff, eps, trust_clip,
+                    adapt, first_step, gradients):
+        self.hyper_map(F.partial(self._per_layer, adapt, trust_coeff, eps, trust_clip, momentum, dampening,
+                                 nesterov, lr, weight_decay, first_step),
+                       self.parameters[start:end], gradients[start:end], self.momentum_buffer[start:end])
+        return True
+
+    def construct(self, gradients):
+        first_step = self.step_count == 0
+        for group_id, group in enumerate(self.param_groups):
+            weight_decay = group["weight_decay"]
+            self._group_step(self.group_start_id[group_id], self.group_start_id[group_id + 1], self.lrs[group_id],
+                             Tensor(weight_decay, mstype.float32), group["momentum"], group["dampening"],
+                             group["nesterov"], group["trust_coeff"], group["eps"], group["trust_clip"],
+                             weight_decay != 0.0 or group["always_adapt"], first_step, gradients)
+        F.assign_add(self.step_count, Tensor(1, mstype.int32))
+        return True
+
+
+# ----------------------------------------------------------------------------------------- Lamb
+
+@_square_sum.register("Tensor")
+def _gradient_square_sum(gradient):
+    return F.reshape(square_sum(gradient), (1,))
+
+
+@_timm_lamb.register("Bool", "Bool", "Bool", "Tensor", "Tensor", "Tensor", "Tensor", "Number", "Tensor", "Tensor",
+                     "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
+def _lamb_layer(adapt, trust_clip, decay, beta1, beta2, one_minus_beta2, beta3, eps, weight_decay, bias_correction1,
+                bias_correction2, lr, weight, m, v, gradient):
+    """timm's Lamb for one parameter (already divided by the global-norm clip), in place. Its trust
+    ratio is ms_lars.Lamb's (``_trust_ratio.lamb_trust_ratio``: ||w|| / ||u||, 1 where a norm is 0).
+    The constants come as float32 from float64 (as PyTorch rounds timm's Python floats), not as
+    ``1 - float32(beta)``: with beta2 = 0.999 that alone would be 1.3e-5 off."""
+    grad, w = to_float32(gradient), to_float32(weight)
+    next_m = to_float32(m) * beta1 + grad * beta3
+    next_v = to_float32(v) * beta2 + grad * grad * one_minus_beta2
+    update = (next_m / bias_correction1) / (_sqrt(next_v) / _sqrt(bias_correction2) + eps)
+    if decay:
+        update = update + w * weight_decay
+    if adapt:
+        ratio = lamb_trust_ratio(l2_norm(w), l2_norm(update))
+        if trust_clip:
+            ratio = F.minimum(ratio, 1.0)          # LAMBC
+        update = update * ratio
+    next_m = F.depend(next_m, F.assign(m, F.cast(next_m, F.dtype(m))))
+    next_v = F.depend(next_v, F.assign(v, F.cast(next_v, F.dtype(v))))
+    next_weight = w - update * F.cast(lr, mstype.float32)
+    return F.depend(F.assign(weight, F.cast(next_weight, F.dtype(weight))), (next_m, next_v))
+
+
+@_lamb_kernel.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                       "Tensor")
+def _lamb_kernel_layer(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient):
+    """ms_lars.Lamb's per-layer CPU kernel (set by its choice of path)."""
+    return _lamb._lamb_cpu_step(weight, gradient, m, v, lr, beta1, beta2, eps, weight_decay, global_step)
+
+
+def _faithful_in_float32(beta):
+    """Whether 1 - beta, computed from float32(beta) in float32, is within 1e-6 of 1 - beta."""
+    one_minus = np.float32(1.0) - np.float32(beta)
+    return abs(float(one_minus) - (1.0 - beta)) <= 1e-6 * max(1.0 - beta, 1e-30)
+
+
+_REFUSED_LAMB_OPTIONS = ("caution", "decoupled_decay", "corrected_weight_decay")
+
+
+class Lamb(Optimizer):
+    r"""Lamb with timm 1.0's semantics (NVLAMB, as apex's FusedLAMB), for ``mindspore.experimental.optim``.
+
+    At step :math:`t` (counted once per call, from 1), with the gradients first divided by
+    :math:`c = \max(\|(g_1, \dots, g_n)\| / \text{max\_grad\_norm}, 1)` (their global norm, over every
+    group), for each parameter :math:`w` of a group:
+
+    .. math::
+        \begin{aligned}
+        &m = \beta_1 m + \beta_3 g, \quad \beta_3 = 1 - \beta_1 \text{ if grad\_averaging else } 1\\
+        &v = \beta_2 v + (1 - \beta_2) g^2\\
+        &u = \frac{m / b_1}{\sqrt{v} / \sqrt{b_2} + \epsilon}, \quad b_i = 1 - \beta_i^t
+          \text{ if bias\_correction else } 1\\
+        &u = u + \lambda w \text{ if } \lambda \ne 0\\
+        &\text{if } \lambda \ne 0 \text{ or always\_adapt: } u = r u, \quad r = \|w\| / \|u\|
+          \text{ (1 where a norm is 0), } r = \min(r, 1) \text{ if trust\_clip}\\
+        &w = w - lr\, u
+        \end{aligned}
+
+    Args:
+        params (Union[list[Parameter], list[dict]]): parameters, or dicts defining parameter groups
+            (each may set any argument below but ``params`` and ``max_grad_norm``).
+        lr (Union[float, int, Tensor]): learning rate, >= 0. Default: ``1e-3``.
+        bias_correction (bool): divide the moments by :math:`1 - \beta^t`. Default: ``True``.
+        betas (tuple[float, float]): :math:`(\beta_1, \beta_2)`, each in [0, 1). Default: ``(0.9, 0.999)``.
+        eps (float): added to the denominator, >= 0. Default: ``1e-6``.
+        weight_decay (float): weight decay :math:`\lambda`, >= 0. Default: ``0.01``.
+        grad_averaging (bool): scale the gradient by :math:`1 - \beta_1` in :math:`m`. Default: ``True``.
+        max_grad_norm (Union[float, None]): clip the gradients' global norm to this (> 0); ``None``
+            switches the clip off. Default: ``1.0``.
+        trust_clip (bool): LAMBC, clip the trust ratio at 1. Default: ``False``.
+        always_adapt (bool): adapt parameters without weight decay too. Default: ``False``.
+
+    Inputs:
+        - **gradients** (tuple[Tensor]) - the gradients of ``params``, in order.
+
+    Outputs:
+        bool, True.
+
+    Raises:
+        TypeError: a hyperparameter is not a number (or, for the flags, not a bool).
+        ValueError: ``lr``, ``eps`` or ``weight_decay`` is negative; a beta is outside [0, 1);
+            ``max_grad_norm`` is not positive; ``caution``, ``decoupled_decay`` or
+            ``corrected_weight_decay`` is set (timm's later options, not supported).
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import numpy as np
+        >>> import mindspore as ms
+        >>> from mindspore import Parameter, Tensor
+        >>> from ms_lars.experimental import Lamb
+        >>> ms.set_context(mode=ms.PYNATIVE_MODE)
+        >>> w = Parameter(Tensor(np.ones((2, 2), np.float32)), name="w")
+        >>> optimizer = Lamb([w], lr=0.1)
+        >>> _ = optimizer((Tensor(np.full((2, 2), 0.5, np.float32)),))
+        >>> print(np.round(w.asnumpy()[0, 0], 5))
+        0.9
+    """
+
+    def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
+                 grad_averaging=True, max_grad_norm=1.0, trust_clip=False, always_adapt=False, **timm_options):
+        for name, value in timm_options.items():
+            if name not in _REFUSED_LAMB_OPTIONS:
+                raise TypeError(f"For 'Lamb', got an unexpected keyword argument '{name}'.")
+            if value:
+                raise ValueError(f"For 'Lamb', '{name}' (a later timm option) is not supported; leave it False.")
+        if max_grad_norm is not None:
+            max_grad_norm = _check_number("Lamb", "max_grad_norm", max_grad_norm)
+            if max_grad_norm <= 0.0:
+                raise ValueError(f"For 'Lamb', 'max_grad_norm' must be > 0 or None, but got {max_grad_norm!r}.")
+        defaults = dict(lr=_check_lr("Lamb", lr), bias_correction=bias_correction, betas=betas, eps=eps,
+                        weight_decay=weight_decay, grad_averaging=grad_averaging, trust_clip=trust_clip,
+                        always_adapt=always_adapt)
+        self._check_group(defaults)
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            self._check_group(group)
+        self.max_grad_norm = max_grad_norm
+        self.exp_avg = self.parameters.clone(prefix="exp_avg", init="zeros")
+        self.exp_avg_sq = self.parameters.clone(prefix="exp_avg_sq", init="zeros")
+        self.step_count = Parameter(Tensor(0, mstype.int32), name="lamb_step_count")
+        self.path = _cpu_path(_lamb._choose_lamb_update())[0]
+        # Per group, whether the kernel can run it at all: the kernel path, float32 parameters, and
+        # betas whose 1 - beta the kernel, computing it in float32, gets within 1e-6 (0.9 and 0.99 do;
+        # timm's default beta2 = 0.999 does not: 1 - float32(0.999) is 1.3e-5 off).
+        self._kernel_groups = tuple(self.path == "kernel" and all(p.dtype == mstype.float32 for p in group["params"])
+                                    and all(_faithful_in_float32(beta) for beta in group["betas"])
+                                    for group in self.param_groups)
+
+    @staticmethod
+    def _check_group(group):
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"For 'Lamb', 'betas' must be a tuple of two floats, but got {betas!r}.")
+        group["betas"] = (_check_number("Lamb", "betas[0]", betas[0], below=1.0),
+                          _check_number("Lamb", "betas[1]", betas[1], below=1.0))
+        for name in ("eps", "weight_decay"):
+            group[name] = _check_number("Lamb", name, group[name])
+        for name in ("bias_correction", "grad_averaging", "trust_clip", "always_adapt"):
+            _check_bool("Lamb", name, group[name])
+
+    def _uses_kernel(self, group, group_id):
+        """Whether timm's formula is the SPEC's for this group, so ms_lars.Lamb's CPU kernel can run it:
+        bias correction and gradient averaging on, every parameter adapted, no clip, float32."""
+        return (self._kernel_groups[group_id] and group["bias_correction"] and group["grad_averaging"]
+                and not group["trust_clip"] and (group["weight_decay"] != 0.0 or group["always_adapt"]))
+
+    @jit
+    def _clip_divisor(self, gradients):
+        """max(global norm / max_grad_norm, 1), over every gradient."""
+        global_norm = _sqrt(F.reduce_sum(P.Concat()(self.hyper_map(_square_sum, gradients))))
+        return F.maximum(global_norm / self.max_grad_norm, 1.0)
+
+    @jit
+    def _group_step(self, start, end, lr, use_kernel, weight_decay, beta1, beta2, eps, bias_correction,
+                    grad_averaging, trust_clip, adapt, step, tensors, gradients):
+        """One group's update; ``tensors``: its weight decay, beta1, beta2, eps, 1 - beta2 and beta3 as
+        float32 Tensors, then beta1 and beta2 as float64 ones."""
+        params, m, v = self.parameters[start:end], self.exp_avg[start:end], self.exp_avg_sq[start:end]
+        if use_kernel:
+            # ms_lars.Lamb's per-layer kernel (kernels/lamb_cpu.cc's LambStep), the SPEC's formula in place.
+            wd_tensor, beta1_tensor, beta2_tensor, eps_tensor = tensors[:4]
+            self.hyper_map(F.partial(_lamb_kernel, beta1_tensor, beta2_tensor,
+                                     eps_tensor, F.reshape(step, (1,)), F.cast(lr, mstype.float32), wd_tensor),
+                           params, m, v, gradients[start:end])
+            return True
+        # Bias corrections in float64, as timm computes them in Python.
+        t = F.cast(step, mstype.float64)
+        one = F.ones_like(t)
+        bias_correction1 = one - _pow(tensors[6], t) if bias_correction else one
+        bias_correction2 = one - _pow(tensors[7], t) if bias_correction else one
+        self.hyper_map(F.partial(_timm_lamb, adapt, trust_clip, weight_decay != 0.0, tensors[1], tensors[2],
+                                 tensors[4], tensors[5], eps, tensors[0], F.cast(bias_correction1, mstype.float32),
+                                 F.cast(bias_correction2, mstype.float32), lr),
+                       params, m, v, gradients[start:end])
+        return True
+
+    def construct(self, gradients):
+        gradients = tuple(gradients)
+        if self.max_grad_norm is not None:
+            divisor = self._clip_divisor(gradients)
+            gradients = tuple([g / F.cast(divisor, F.dtype(g)) for g in gradients])
+        step = self.step_count + 1
+        for group_id, group in enumerate(self.param_groups):
+            start, end = self.group_start_id[group_id], self.group_start_id[group_id + 1]
+            beta1, beta2 = group["betas"]
+            # 1 - beta in float64 on the device: graph mode would compute it from float32 scalars.
+            beta1_64, beta2_64 = Tensor(beta1, mstype.float64), Tensor(beta2, mstype.float64)
+            beta3 = F.cast(1.0 - beta1_64, mstype.float32) if group["grad_averaging"] else Tensor(1.0, mstype.float32)
+            tensors = (Tensor(group["weight_decay"], mstype.float32), Tensor(beta1, mstype.float32),
+                       Tensor(beta2, mstype.float32), Tensor(group["eps"], mstype.float32),
+                       F.cast(1.0 - beta2_64, mstype.float32), beta3, beta1_64, beta2_64)
+            self._group_step(start, end, self.lrs[group_id], self._uses_kernel(group, group_id),
+                             group["weight_decay"], beta1, beta2, group["eps"], group["bias_correction"],
+                             group["grad_averaging"], group["trust_clip"],
+                             group["weight_decay"] != 0.0 or group["always_adapt"], step, tensors, gradients)
+        F.assign(self.step_count, step)
+        return True
