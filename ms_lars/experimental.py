@@ -106,6 +106,9 @@ _TIMM_LARS = {"kernel": _timm_lars_for(_lars._native_lars_gradient, "timm_lars_k
 class Lars(Optimizer):
     r"""LARS with timm 1.0's semantics, for ``mindspore.experimental.optim``.
 
+    Paper: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+    https://arxiv.org/abs/1708.03888; ``trust_clip`` is NVIDIA apex's LARC.
+
     For each parameter :math:`w` of a group with gradient :math:`g` (``lr``, ``weight_decay``
     :math:`\lambda`, ``trust_coeff`` :math:`\eta` and the rest from the group):
 
@@ -162,9 +165,9 @@ class Lars(Optimizer):
         >>> optimizer = Lars([w], lr=0.1, momentum=0.9, weight_decay=1e-4, trust_coeff=0.01)
         >>> scheduler = lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5)
         >>> _ = optimizer((Tensor(np.full((2, 2), 0.5, np.float32)),))
-        >>> scheduler.step()
+        >>> _ = scheduler.step()
         >>> print(np.round(w.asnumpy()[0, 0], 6), optimizer.param_groups[0]["lr"].asnumpy())
-        0.998 0.05
+        0.999 0.05
     """
 
     def __init__(self, params, lr=1.0, momentum=0, dampening=0, weight_decay=0, nesterov=False, trust_coeff=0.001,
@@ -261,6 +264,9 @@ _REFUSED_LAMB_OPTIONS = ("caution", "decoupled_decay", "corrected_weight_decay")
 
 class Lamb(Optimizer):
     r"""Lamb with timm 1.0's semantics (NVLAMB, as apex's FusedLAMB), for ``mindspore.experimental.optim``.
+
+    Paper: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes",
+    2019, https://arxiv.org/abs/1904.00962.
 
     At step :math:`t` (counted once per call, from 1), with the gradients first divided by
     :math:`c = \max(\|(g_1, \dots, g_n)\| / \text{max\_grad\_norm}, 1)` (their global norm, over every

@@ -133,10 +133,22 @@ def _multi_parameter_kernel(path, params, use_parallel):
 
 
 class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
-    """Lamb, layer-wise adaptive moments for large-batch training.
+    r"""Lamb, layer-wise adaptive moments for large-batch training.
 
     Same signature, defaults, state names and errors as ``mindspore.nn.Lamb``, and runs on CPU,
-    GPU and Ascend in GRAPH_MODE and PYNATIVE_MODE.
+    GPU and Ascend in GRAPH_MODE and PYNATIVE_MODE. Paper: You et al., "Large Batch Optimization
+    for Deep Learning: Training BERT in 76 minutes", 2019, https://arxiv.org/abs/1904.00962.
+
+    At step :math:`t = 1, 2, \dots`, for each parameter :math:`w` with gradient :math:`g`, learning
+    rate :math:`\gamma` and weight decay :math:`\lambda` (0 where its decay flag is off):
+
+    .. math::
+        egin{aligned}
+        m &= eta_1 m + (1 - eta_1) g, \qquad v = eta_2 v + (1 - eta_2) g^2\
+        u &= rac{m / (1 - eta_1^t)}{\sqrt{v / (1 - eta_2^t)} + \epsilon} + \lambda w\
+        r &= \|w\| / \|u\| 	ext{, or } 1 	ext{ where } \|w\| = 0 	ext{ or } \|u\| = 0\
+        w &= w - \gamma\, r\, u
+        \end{aligned}
 
     Args:
         params (Union[Iterable[Parameter], Iterable[dict]]): the parameters (a list, a tuple, or a
@@ -144,9 +156,9 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
             ``weight_decay``, ``grad_centralization`` and ``order_params``.
         learning_rate (Union[float, int, Tensor, Iterable, LearningRateSchedule]): fixed, per step
             (1-D Tensor or Iterable) or a schedule.
-        beta1 (float): decay rate of the first moment, in (0, 1). Default: ``0.9``.
-        beta2 (float): decay rate of the second moment, in (0, 1). Default: ``0.999``.
-        eps (float): added to the denominator, > 0. Default: ``1e-6``.
+        beta1 (float): :math:`eta_1`, decay rate of the first moment, in (0, 1). Default: ``0.9``.
+        beta2 (float): :math:`eta_2`, decay rate of the second moment, in (0, 1). Default: ``0.999``.
+        eps (float): :math:`\epsilon`, added to the denominator, > 0. Default: ``1e-6``.
         weight_decay (Union[float, int, Cell]): fixed or dynamic weight decay, >= 0. Ungrouped, it
             applies to parameters whose name contains neither ``beta`` nor ``gamma``. Default: ``0.0``.
         record_trust_ratio (bool): record every parameter's ``||w||``, ``||u||`` and applied trust
@@ -165,6 +177,23 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
             ``weight_decay`` is neither float, int nor Cell; ``record_trust_ratio`` is not a bool.
         ValueError: ``eps <= 0``; ``beta1`` or ``beta2`` is outside (0.0, 1.0); ``weight_decay < 0``;
             ``params`` is empty.
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import numpy as np
+        >>> import mindspore as ms
+        >>> from mindspore import Tensor, nn
+        >>> import ms_lars
+        >>> ms.set_context(mode=ms.PYNATIVE_MODE)
+        >>> net = nn.Dense(3, 2, weight_init="ones", bias_init="zeros")
+        >>> optimizer = ms_lars.Lamb(net.trainable_params(), learning_rate=0.1, weight_decay=0.01)
+        >>> gradients = (Tensor(np.full((2, 3), 0.5, np.float32)), Tensor(np.ones(2, np.float32)))
+        >>> _ = optimizer(gradients)
+        >>> # The bias starts at 0: the zero-norm guard gives it ratio 1, a full Adam-sized step.
+        >>> print(np.round(net.weight.asnumpy()[0], 5), np.round(net.bias.asnumpy(), 5))
+        [0.9 0.9 0.9] [-0.1 -0.1]
     """
     _support_parallel_optimizer = True
 

@@ -146,17 +146,33 @@ def _fuses_with(optimizer):
 
 
 class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
-    """Layer-wise adaptive rate scaling around any MindSpore optimizer.
+    r"""Layer-wise adaptive rate scaling around any MindSpore optimizer.
 
     Same signature, defaults and meaning as ``mindspore.nn.LARS``, and runs on CPU, GPU and
-    Ascend in GRAPH_MODE and PYNATIVE_MODE.
+    Ascend in GRAPH_MODE and PYNATIVE_MODE. Paper: You, Gitman and Ginsburg, "Large Batch Training
+    of Convolutional Networks", 2017, https://arxiv.org/abs/1708.03888.
+
+    For each parameter :math:`w` that ``lars_filter`` selects, with gradient :math:`g`, the inner
+    optimizer's learning rate :math:`\gamma`, weight decay :math:`\lambda` and loss scale :math:`S`:
+
+    .. math::
+        egin{aligned}
+        g &\leftarrow g / S\
+        r &= rac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}
+             	ext{, or } 1 	ext{ where } \|w\| = 0 	ext{ or } \|g\| = 0\
+        r &\leftarrow \min(r / \gamma, 1) 	ext{ if use\_clip}\
+        g &\leftarrow r (g + \lambda w)
+        \end{aligned}
+
+    The inner optimizer then applies :math:`g` with its own rule; LARS takes over its weight decay
+    and loss-scale division. A parameter the filter skips keeps :math:`g / S` and gets no decay.
 
     Args:
         optimizer (nn.Optimizer): the optimizer to wrap (``nn.Momentum``, ``nn.SGD``, ...). LARS
             switches off its weight decay and loss-scale division and does them itself.
-        epsilon (float): added to the ratio's denominator. Default: ``1e-05``.
-        coefficient (float): trust coefficient. Default: ``0.001``.
-        use_clip (bool): clip the ratio to ``min(ratio / lr, 1)``. Default: ``False``.
+        epsilon (float): :math:`\epsilon`, added to the ratio's denominator, >= 0. Default: ``1e-05``.
+        coefficient (float): the trust coefficient :math:`\eta`, >= 0. Default: ``0.001``.
+        use_clip (bool): clip the ratio to :math:`\min(r / \gamma, 1)`. Default: ``False``.
         lars_filter (Callable[[Parameter], bool]): which parameters LARS rescales; the others keep
             their gradient and get no weight decay. Default: every parameter whose name contains
             neither ``'LayerNorm'`` nor ``'bias'``.
@@ -174,6 +190,23 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         TypeError: ``optimizer`` is not an ``nn.Optimizer``; ``epsilon`` or ``coefficient`` is not
             a float; ``use_clip`` or ``record_trust_ratio`` is not a bool; ``lars_filter`` is not callable.
         ValueError: ``epsilon`` or ``coefficient`` is negative or not finite.
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import numpy as np
+        >>> import mindspore as ms
+        >>> from mindspore import Tensor, nn
+        >>> import ms_lars
+        >>> ms.set_context(mode=ms.PYNATIVE_MODE)
+        >>> net = nn.Dense(3, 2, weight_init="ones", bias_init="zeros")
+        >>> inner = nn.Momentum(net.trainable_params(), learning_rate=0.1, momentum=0.9)
+        >>> optimizer = ms_lars.LARS(inner, coefficient=0.01)
+        >>> gradients = (Tensor(np.full((2, 3), 0.5, np.float32)), Tensor(np.ones(2, np.float32)))
+        >>> _ = optimizer(gradients)
+        >>> print(np.round(net.weight.asnumpy()[0], 5), np.round(net.bias.asnumpy(), 5))
+        [0.999 0.999 0.999] [-0.1 -0.1]
     """
 
     def __init__(self, optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False,

@@ -80,7 +80,17 @@ class RecordsTrustRatios:
 # ------------------------------------------------------------------------------------ the monitor
 
 class TrustRatioMonitor(Callback):
-    """Reads an ``ms_lars`` optimizer's trust-ratio record every ``every`` steps and keeps it.
+    r"""Reads an ``ms_lars`` optimizer's trust-ratio record every ``every`` steps and keeps it.
+
+    The trust ratio is the per-layer factor of LARS and Lamb (You, Gitman and Ginsburg, "Large
+    Batch Training of Convolutional Networks", 2017, whose plots these are):
+
+    .. math::
+        r_{	ext{LARS}} = rac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}, \qquad
+        r_{	ext{Lamb}} = rac{\|w\|}{\|u\|}
+
+    (1 where a norm is 0, after the clip). A layer whose ratio collapses toward 0 stops learning;
+    one whose ratio explodes takes steps far larger than the learning rate suggests.
 
     With ``Model.train``, pass it in ``callbacks`` (dataset sink mode on or off: with sink mode on,
     callbacks run at the end of each sink, so the record read is that of the sink's last step). In
@@ -88,19 +98,45 @@ class TrustRatioMonitor(Callback):
 
     Args:
         optimizer (Union[ms_lars.LARS, ms_lars.Lamb]): constructed with ``record_trust_ratio=True``.
-        every (int): read the record at steps ``every``, ``2 * every``, ... Default: 1.
+        every (int): read the record at steps ``every``, ``2 * every``, ... Default: ``1``.
         csv_path (str): if given, append ``step,parameter,weight_norm,other_norm,trust_ratio`` rows
-            there (the file is created with its header, and flushed at every read). Default: None.
+            there (the file is created with its header, and flushed at every read). Default: ``None``.
         summary_record (mindspore.SummaryRecord): if given, log each parameter's trust ratio as the
-            scalar ``trust_ratio/<parameter>`` at each read. Default: None.
+            scalar ``trust_ratio/<parameter>`` at each read. Default: ``None``.
 
-    Attributes:
-        history (dict): ``{parameter name: {"step": [...], "weight_norm": [...], "other_norm": [...],
-            "trust_ratio": [...]}}``.
+    Inputs:
+        - **run_context** (mindspore.train.RunContext) - as ``Model.train`` calls a Callback; or,
+          through ``update(step)``, the 1-based step just taken.
+
+    Outputs:
+        None. ``update(step)`` returns whether it read; ``history`` holds what was read:
+        ``{parameter name: {"step": [...], "weight_norm": [...], "other_norm": [...],
+        "trust_ratio": [...]}}``.
 
     Raises:
         TypeError: ``optimizer`` is not an ``ms_lars`` optimizer; ``every`` is not an int.
         ValueError: ``optimizer`` does not record (``record_trust_ratio=False``); ``every <= 0``.
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import numpy as np
+        >>> import mindspore as ms
+        >>> from mindspore import Tensor, nn
+        >>> import ms_lars
+        >>> ms.set_context(mode=ms.PYNATIVE_MODE)
+        >>> net = nn.Dense(3, 2, weight_init="ones", bias_init="zeros")
+        >>> optimizer = ms_lars.LARS(nn.Momentum(net.trainable_params(), 0.1, 0.9), coefficient=0.01,
+        ...                          record_trust_ratio=True)
+        >>> monitor = ms_lars.TrustRatioMonitor(optimizer, every=2)
+        >>> for step in (1, 2):
+        ...     _ = optimizer((Tensor(np.full((2, 3), 0.5, np.float32)), Tensor(np.ones(2, np.float32))))
+        ...     _ = monitor.update(step)
+        >>> print(monitor.history["weight"]["step"], np.round(monitor.history["weight"]["trust_ratio"], 4))
+        [2] [0.02]
+        >>> print(np.round(monitor.history["bias"]["trust_ratio"], 4))
+        [1.]
     """
 
     def __init__(self, optimizer, every=1, csv_path=None, summary_record=None):
@@ -163,16 +199,40 @@ class TrustRatioMonitor(Callback):
 
 
 def plot_trust_ratios(history, path=None, ax=None, title=None):
-    """Draw every parameter's trust ratio over the steps (log scale), from a monitor's ``history``.
+    r"""Draw every parameter's trust ratio over the steps (log scale), from a monitor's ``history``:
+    the plots of You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
+    one line per parameter of
+
+    .. math::
+        r_t = 	ext{the trust ratio applied at step } t 	ext{ (TrustRatioMonitor)}
+
+    Non-positive or non-finite ratios are left out of the line (a log scale cannot show them).
 
     Args:
         history (dict): ``TrustRatioMonitor.history``.
-        path (str): if given, save the figure there (PNG, ...). Default: None.
-        ax (matplotlib.axes.Axes): draw into these axes instead of a new figure. Default: None.
-        title (str): the axes' title. Default: None.
+        path (str): if given, save the figure there (PNG, ...). Default: ``None``.
+        ax (matplotlib.axes.Axes): draw into these axes instead of a new figure. Default: ``None``.
+        title (str): the axes' title. Default: ``None``.
 
-    Returns:
-        The matplotlib Axes.
+    Inputs:
+        The arguments above; needs matplotlib (``pip install 'ms_lars[plot]'``).
+
+    Outputs:
+        matplotlib.axes.Axes, the axes drawn into.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+
+    Supported Platforms:
+        ``Ascend`` ``GPU`` ``CPU``
+
+    Examples:
+        >>> import ms_lars
+        >>> history = {"fc.weight": {"step": [1, 2, 3], "weight_norm": [1.0, 1.0, 1.0], "other_norm": [2.0, 1.0, 0.5],
+        ...                          "trust_ratio": [0.5, 1.0, 2.0]}}
+        >>> ax = ms_lars.plot_trust_ratios(history, title="trust ratios")
+        >>> print(ax.get_yscale(), ax.get_title(), len(ax.get_lines()))
+        log trust ratios 1
     """
     try:
         import matplotlib

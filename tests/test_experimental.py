@@ -157,3 +157,11 @@ def test_state_is_named_as_pytorch_names_it_and_checkpointed():
     lamb = experimental.Lamb([Parameter(Tensor(np.ones(2, np.float32)), name="v")])
     names = {p.name for p in lars.get_parameters()} | {p.name for p in lamb.get_parameters()}
     assert {"momentum_buffer.w", "exp_avg.v", "exp_avg_sq.v", "lars_step_count", "lamb_step_count"} <= names
+
+
+def test_lamb_runs_ms_lars_lamb_kernel_where_timm_formula_is_the_specs(cpu_path):
+    params = lambda: [Parameter(Tensor(np.ones(2, np.float32)), name="w")]  # noqa: E731
+    kernel = cpu_path == "kernel"
+    assert experimental.Lamb(params(), betas=(0.9, 0.99))._kernel_groups == (kernel,)
+    # 1 - float32(0.999) is 1.3e-5 off, which the kernel (computing in float32) would carry into v.
+    assert experimental.Lamb(params())._kernel_groups == (False,)

@@ -1,0 +1,81 @@
+"""The documentation MindSpore's community reads: README_CN.md in step with README.md, and every
+exported name documented in MindSpore's layout (its examples run as doctests: pytest.ini)."""
+import inspect
+import os
+import re
+
+import pytest
+
+import ms_lars
+from ms_lars import experimental
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def read(name):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+        return f.read()
+
+
+def headings(text):
+    """(level, ...) of every Markdown heading outside code blocks."""
+    outside = re.sub(r"```.*?```", "", text, flags=re.S)
+    return [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", outside, re.M)]
+
+
+def code_blocks(text):
+    return re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+
+
+def quick_start(text, title):
+    section = text[text.index(f"## {title}"):]
+    return code_blocks(section)[0]
+
+
+def test_readme_cn_exists_and_links_both_ways():
+    english, chinese = read("README.md"), read("README_CN.md")
+    assert "(README_CN.md)" in english.split("\n## ")[0]
+    assert "(README.md)" in chinese.split("\n## ")[0]
+
+
+def test_readme_cn_keeps_the_same_sections_commands_code_and_tables():
+    english, chinese = read("README.md"), read("README_CN.md")
+    assert headings(chinese) == headings(english)
+    assert quick_start(chinese, "快速开始") == quick_start(english, "Quick start")
+    assert code_blocks(chinese) == code_blocks(english)
+    # The same tables, row for row, and the same figures.
+    table_rows = lambda text: [line.count("|") for line in text.splitlines() if line.startswith("|")]  # noqa: E731
+    assert table_rows(chinese) == table_rows(english)
+    figures = lambda text: re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)  # noqa: E731
+    assert figures(chinese) == figures(english)
+
+
+def test_readme_cn_uses_mindsporess_chinese_terms():
+    chinese = read("README_CN.md")
+    for term in ("优化器", "学习率", "权重衰减", "梯度", "信任系数"):
+        assert term in chinese, term
+
+
+EXPORTED = [getattr(ms_lars, name) for name in ms_lars.__all__ if name != "__version__"] + \
+    [experimental.Lars, experimental.Lamb]
+SECTIONS = ["Args:", "Inputs:", "Outputs:", "Raises:", "Supported Platforms:", "Examples:"]
+
+
+@pytest.mark.parametrize("obj", EXPORTED, ids=lambda obj: obj.__name__)
+def test_exported_names_have_mindsporess_docstring_sections(obj):
+    doc = inspect.getdoc(obj)
+    summary = doc.splitlines()[0]
+    assert summary and summary.endswith((".", ":")), summary
+    assert ".. math::" in doc
+    assert re.search(r"arxiv\.org|\b(19|20)\d\d\b", doc), "the paper"
+    positions = [doc.index(section) for section in SECTIONS]
+    assert positions == sorted(positions), "MindSpore's order"
+    assert "``Ascend`` ``GPU`` ``CPU``" in doc
+    assert ">>> " in doc[doc.index("Examples:"):]
+    # Args give defaults: every argument with a default says "Default:".
+    parameters = inspect.signature(obj).parameters
+    args = doc[doc.index("Args:"):doc.index("Inputs:")]
+    for name, parameter in parameters.items():
+        if parameter.default is not inspect.Parameter.empty:
+            entry = re.search(rf"^( +){name} \(.*?(?=^\1\w+ \(|\Z)", args, re.S | re.M)
+            assert entry and "Default:" in entry.group(0), name
