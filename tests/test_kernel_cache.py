@@ -119,6 +119,18 @@ def plant_marker_library(tmp_path, library):
     return marker
 
 
+@needs_cross_compiler
+@pytest.mark.parametrize("source", kernel_build.SOURCES)
+def test_every_kernel_compiles_for_aarch64_with_the_projects_flags(tmp_path, source):
+    library = tmp_path / kernel_build.library_name(source, "aarch64")
+    result = kernel_build.compile_kernel(ARM_CXX, os.path.join(kernel_build.SOURCE_DIR, source), str(library))
+    assert result.returncode == 0, kernel_build.first_error_line(result.stderr)
+    with open(library, "rb") as f:
+        header = f.read(20)
+    assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183     # EM_AARCH64
+    assert kernel_build.compiler_target(ARM_CXX) == "aarch64"
+
+
 def test_a_corrupted_cached_library_is_rebuilt(graph_mode, source_tree, capsys):
     # An earlier run built the cache (in another process: this one must not have the library mapped
     # while the file is damaged); then a disk error, or a copy cut short, damaged it.
