@@ -138,8 +138,9 @@ def main(argv=None):
         if args.paths is None and not args.emulate_ascend:
             paths = [p for p in paths if p != "ascend-emulated"]
         if "kernel" in paths and not kernels_build():
-            print(f"ms_lars.check: the C++ CPU kernels cannot be used here ({_native.unavailable_reason('lars_cpu.cc')}); "
-                  "LARS and Lamb run on composed ops, so only that path is checked", file=sys.stderr)
+            reason = _native.unavailable_reason("lars_cpu.cc")
+            print(f"ms_lars.check: the C++ CPU kernels cannot be used here ({reason}); LARS and Lamb run on "
+                  "composed ops, so only that path is checked", file=sys.stderr)
             paths = [p for p in paths if p != "kernel"]
     unknown = [p for p in paths if p not in paths_for(device)]
     if unknown:

@@ -28,7 +28,6 @@ from mindspore import dtype as mstype
 from mindspore.nn.optim.optimizer import Optimizer, opt_init_args_register
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
-from mindspore.ops import operations as P
 
 from ms_lars import _ascend
 from ms_lars._checks import check_gradients, check_lamb_arguments, check_parameter_dtypes, gradient_signature

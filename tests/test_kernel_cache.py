@@ -296,3 +296,13 @@ def test_a_cache_shared_by_an_x86_64_and_an_aarch64_process(tmp_path, order):
         result = run_step(*machines[machine], checkout=checkout, cache=cache)
         assert result["machine"] == machine
     assert len(os.listdir(cache)) == 4
+
+
+def test_check_says_why_the_kernels_cannot_be_used(source_tree, capsys):
+    from ms_lars import check
+    with open(os.path.join(native.SOURCE_DIR, "lars_cpu.cc"), "a") as f:
+        f.write("\nthis is not C++;\n")
+    with pytest.warns(RuntimeWarning, match="could not compile lars_cpu.cc"):
+        assert check.main(["--cases", "lars/fixed/momentum", "--modes", "pynative", "--serial"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot be used here (" in err and "could not compile lars_cpu.cc" in err and "no compiler?" not in err

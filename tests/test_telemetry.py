@@ -17,7 +17,7 @@ from ms_lars.conformance.reference import lamb_direction, lamb_record, lars_reco
 from training import BATCH, MLP, OPTIMIZERS, STEPS, data, loss_fn
 
 
-@pytest.mark.parametrize("case", [name for name, (optimizer, _) in CASES.items() if optimizer in ("LARS", "Lamb")])
+@pytest.mark.parametrize("case", [name for name, (kind, _) in CASES.items() if kind in ("LARS", "Lamb")])
 def test_record_matches_reference(mode, any_path, case):
     # Every step's (||w||, ||g|| or ||u||, ratio applied) of every parameter, within 1e-5.
     rows = CASES[case][1](record_trust_ratio=True)
