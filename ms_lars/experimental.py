@@ -27,7 +27,6 @@ from mindspore.ops import operations as P
 
 from ms_lars import lamb as _lamb
 from ms_lars import lars as _lars
-from ms_lars._ascend import AscendKernels
 from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, square_sum, to_float32
 
 _sqrt = P.Sqrt()
@@ -66,10 +65,10 @@ def _check_lr(optimizer, lr):
     return lr
 
 
-def _cpu_path(choice):
-    """(path, per-layer function) from ``ms_lars.lars``/``ms_lars.lamb``'s choice, composed ops on Ascend."""
-    path, function = choice
-    return ("composed", None) if isinstance(function, AscendKernels) or path.startswith("ascend") else (path, function)
+def _cpu_path(path):
+    """ms_lars.LARS's or ms_lars.Lamb's choice of path, composed ops where that is Ascend's (there is no
+    fused Ascend primitive for timm's formulas)."""
+    return "composed" if path.startswith("ascend") else path
 
 
 # ----------------------------------------------------------------------------------------- Lars
@@ -181,7 +180,7 @@ class Lars(Optimizer):
             self._check_group(group)
         self.momentum_buffer = self.parameters.clone(prefix="momentum_buffer", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lars_step_count")
-        self.path = _cpu_path(_lars._choose_lars_gradient())[0]
+        self.path = _cpu_path(_lars._choose_lars_gradient()[0])
         self._per_layer = _TIMM_LARS[self.path]
 
     @staticmethod
@@ -348,7 +347,7 @@ class Lamb(Optimizer):
         self.exp_avg = self.parameters.clone(prefix="exp_avg", init="zeros")
         self.exp_avg_sq = self.parameters.clone(prefix="exp_avg_sq", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lamb_step_count")
-        self.path = _cpu_path(_lamb._choose_lamb_update())[0]
+        self.path = _cpu_path(_lamb._choose_lamb_update()[0])
         # Per group, whether the kernel can run it at all: the kernel path, float32 parameters, and
         # betas whose 1 - beta the kernel, computing it in float32, gets within 1e-6 (0.9 and 0.99 do;
         # timm's default beta2 = 0.999 does not: 1 - float32(0.999) is 1.3e-5 off).
