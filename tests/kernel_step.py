@@ -22,6 +22,20 @@ def expected_weights():
     return [float(lars[0][0, 0]), float(lamb[0][0][0, 0])]
 
 
+def emulated_aarch64_python():
+    """$ARM_PY (shared/tools/aarch64_env.sh) where it runs here as an aarch64 Python, else None."""
+    import subprocess
+    python = os.environ.get("ARM_PY")
+    if not python or not os.path.exists(python):
+        return None
+    try:
+        ran = subprocess.run([python, "-c", "import platform; print(platform.machine())"], capture_output=True,
+                             text=True, timeout=120)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return python if ran.returncode == 0 and ran.stdout.strip() == "aarch64" else None
+
+
 def main():
     import mindspore as ms
     from mindspore import Parameter, Tensor, nn

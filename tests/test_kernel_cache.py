@@ -20,12 +20,12 @@ from mindspore import Parameter, Tensor, nn
 import ms_lars
 import ms_lars._kernel_build as kernel_build
 import ms_lars._native as native
-from kernel_step import expected_weights
+from kernel_step import emulated_aarch64_python, expected_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ARM_CXX = shutil.which(os.environ.get("ARM_CXX", "aarch64-linux-gnu-g++"))
-ARM_PY = os.environ.get("ARM_PY")
+ARM_PY = emulated_aarch64_python()
 HOST = kernel_build.host_architecture()
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and not os.environ.get("CXX"),
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.skipif(shutil.which("g++") is None and not os.environ.g
 needs_cross_compiler = pytest.mark.skipif(ARM_CXX is None or HOST != "x86_64",
                                           reason="needs an x86-64 host with aarch64-linux-gnu-g++")
 needs_emulated_aarch64 = pytest.mark.skipif(
-    not (ARM_PY and os.path.exists(ARM_PY) and ARM_CXX and HOST == "x86_64"),
+    not (ARM_PY and ARM_CXX and HOST == "x86_64"),
     reason="needs an x86-64 host with the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's needs root")
 

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 import ms_lars
-from kernel_step import expected_weights
+import ms_lars._kernel_build as kernel_build
+from kernel_step import emulated_aarch64_python, expected_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-ARM_PY = os.environ.get("ARM_PY")
+ARM_PY = emulated_aarch64_python() if kernel_build.host_architecture() == "x86_64" else None
 ARM_CXX = shutil.which(os.environ.get("ARM_CXX", "aarch64-linux-gnu-g++"))
 
 
@@ -126,7 +127,7 @@ def test_the_x86_64_manylinux_wheel_runs_the_kernel_path_without_a_compiler(many
 
 
 @needs_wheel_tools
-@pytest.mark.skipif(not (ARM_PY and os.path.exists(ARM_PY)),
+@pytest.mark.skipif(ARM_PY is None,
                     reason="needs the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
 def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emulated(manylinux_wheels, tmp_path):
     target = tmp_path / "site"
