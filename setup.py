@@ -1,7 +1,6 @@
 """ms_lars: builds the C++ CPU kernels into the package, so a wheel carries them (see README, Install)."""
 import os
 import runpy
-import shutil
 import sys
 
 from setuptools import Distribution, find_packages, setup
@@ -30,7 +29,7 @@ class BuildKernels(build_ext):
         target_dir = source_dir if self.inplace or getattr(self, "editable_mode", False) else \
             os.path.join(self.build_lib, "ms_lars", "kernels")
         os.makedirs(target_dir, exist_ok=True)
-        compiler = kernel_compiler()
+        compiler = KERNELS["find_compiler"]()
         try:
             architecture = None if compiler is None else KERNELS["compiler_target"](compiler)
         except OSError as exc:
@@ -62,10 +61,6 @@ class BuildKernels(build_ext):
         return []
 
 
-def kernel_compiler():
-    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-
-
 def remove_stale_libraries(target_dir, source, library):
     """Remove the libraries an earlier build of the same kernel left (other digests or
     architectures), so that a reused build directory does not put them in a wheel."""
@@ -89,7 +84,7 @@ class PlatformWheel(bdist_wheel or object):
 
     def get_tag(self):
         _, _, platform_tag = super().get_tag()
-        compiler = kernel_compiler()
+        compiler = KERNELS["find_compiler"]()
         try:
             architecture = KERNELS["compiler_target"](compiler) if compiler else None
         except OSError:

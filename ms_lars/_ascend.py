@@ -93,7 +93,10 @@ class LarsGradients(nn.Cell):
         self.lars_layers = tuple(i for i in range(layers) if lars_flags[i])
         # The layers whose square sums are taken: the LARS layers, or, recording, every layer.
         self.summed = tuple(range(layers)) if record else self.lars_layers
-        self.lars_at = tuple(self.summed.index(i) for i in self.lars_layers)   # a LARS layer's place in summed
+        # Where the LARS layers sit among the summed ones, when not all of them are: recording, with
+        # layers the filter skips.
+        lars_at = [self.summed.index(i) for i in self.lars_layers]
+        self.lars_index = Tensor(np.array(lars_at, np.int32)) if len(lars_at) != len(self.summed) else None
         # Per LARS layer: its weight decay's multiplier (0 with decay off; 1 / loss scale, as
         # nn.Optimizer keeps weight decay multiplied by its loss scale).
         decay_scale = np.array([inverse_loss_scale if decay_flags[i] else 0.0 for i in self.lars_layers])
@@ -105,6 +108,7 @@ class LarsGradients(nn.Cell):
             per_layer = weight_decay if isinstance(weight_decay, tuple) else (weight_decay,) * layers
             decays = np.array([float(per_layer[i].asnumpy()) for i in self.lars_layers], np.float32) * \
                 decay_scale.astype(np.float32)
+            self.decays = Tensor(decays, mstype.float32)
             self.decay_of = tuple(Tensor(decay, mstype.float32) for decay in decays)
             unit_ratio = np.float32(coefficient) / (np.float32(1.0) + decays + np.float32(epsilon))
             self.unit_ratio = Tensor(unit_ratio, mstype.float32)
@@ -136,25 +140,27 @@ class LarsGradients(nn.Cell):
             return result, self._record(lr, weight_decay, weight_squares, grad_squares)
         return result
 
-    def _lars_values(self, values, weight_squares):
+    def _lars_values(self, values):
         """lr or weight decay over the LARS layers: a float32 vector of their own values where
         ``values`` holds one per parameter (groups), else the one value."""
         if isinstance(values, tuple):
             return self.stack([F.cast(F.reshape(values[i], ()), mstype.float32) for i in self.lars_layers])
         return F.cast(F.reshape(values, ()), mstype.float32)
 
-    def _guarded(self, weight_squares, grad_squares):
-        """The LARS layers' square sums and whether both are positive, as vectors."""
-        if len(self.lars_at) != len(self.summed):
-            at = Tensor(np.array(self.lars_at, np.int32))
-            weight_squares, grad_squares = F.gather(weight_squares, at, 0), F.gather(grad_squares, at, 0)
-        return weight_squares, grad_squares, F.minimum(weight_squares, grad_squares) > 0.0
+    def _decays(self, weight_decay):
+        """The LARS layers' weight decays, as the kernel takes them (0 with decay off, over the loss scale)."""
+        return self.decays if self.static_decay else self._lars_values(weight_decay) * self.decay_scale
+
+    def _of_lars_layers(self, vector):
+        """The LARS layers' entries of a vector over the summed layers."""
+        return vector if self.lars_index is None else F.gather(vector, self.lars_index, 0)
 
     def _rewrite(self, lr, weight_decay, weights, grads, weight_squares, grad_squares):
-        weight_squares, grad_squares, positive = self._guarded(weight_squares, grad_squares)
+        weight_squares, grad_squares = self._of_lars_layers(weight_squares), self._of_lars_layers(grad_squares)
+        positive = F.minimum(weight_squares, grad_squares) > 0.0
         ones = F.ones_like(weight_squares)
-        lrs = self._lars_values(lr, weight_squares)
-        decays = None if self.static_decay else self._lars_values(weight_decay, weight_squares) * self.decay_scale
+        lrs = self._lars_values(lr)
+        decays = self._decays(weight_decay)
         decay_of = self.decay_of if self.static_decay else self.unstack(decays)
         if self.coefficient == 0.0:
             # LARSUpdate's ratio is 0 everywhere; only the guard's ratio is left.
@@ -195,17 +201,12 @@ class LarsGradients(nn.Cell):
         weight_norms, grad_norms = F.sqrt(weight_squares), F.sqrt(grad_squares)
         applied = F.ones_like(weight_norms)
         if self.lars_layers:
-            lars_weight_norms, lars_grad_norms, _ = self._guarded(weight_norms, grad_norms)
-            ratios = lars_trust_ratio(lars_weight_norms, lars_grad_norms, self.coefficient,
-                                      self._lars_values(weight_decay, weight_squares) * self.decay_scale,
-                                      self.epsilon)
+            ratios = lars_trust_ratio(self._of_lars_layers(weight_norms), self._of_lars_layers(grad_norms),
+                                      self.coefficient, self._decays(weight_decay), self.epsilon)
             if self.use_clip:
-                ratios = clip_by_learning_rate(ratios, self._lars_values(lr, weight_squares))
-            if len(self.lars_at) != len(self.summed):
-                at = Tensor(np.array(self.lars_at, np.int32))
-                applied = F.tensor_scatter_update(applied, F.reshape(at, (-1, 1)), ratios)
-            else:
-                applied = ratios
+                ratios = clip_by_learning_rate(ratios, self._lars_values(lr))
+            applied = ratios if self.lars_index is None else \
+                F.tensor_scatter_update(applied, F.reshape(self.lars_index, (-1, 1)), ratios)
         return self.record_columns((weight_norms, grad_norms, applied))
 
 

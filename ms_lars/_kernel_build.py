@@ -10,6 +10,7 @@ x86-64 and an aarch64 machine that share a cache (one home directory) build unde
 import hashlib
 import os
 import platform
+import shutil
 import subprocess
 
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
@@ -32,6 +33,11 @@ def normalized_architecture(name):
 def host_architecture():
     """The architecture this Python runs on (``aarch64`` under qemu-user emulation too)."""
     return normalized_architecture(platform.machine())
+
+
+def find_compiler():
+    """The C++ compiler to build with: ``$CXX``, else ``g++``, else ``c++``; None where there is none."""
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
 
 
 def compiler_target(compiler):

@@ -34,7 +34,7 @@ from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
 from ms_lars._kernel_build import (FUNCTIONS, SOURCE_DIR, build_failure, compile_kernel, compiler_target,
-                                   host_architecture, library_name)
+                                   find_compiler, host_architecture, library_name)
 
 _built = {}          # source name -> the library's path, or None where there is none to use
 _unavailable = {}    # source name -> why it has none
@@ -131,7 +131,7 @@ def _library(source_name):
 def _rebuild(source_name, library, stale):
     """Compile ``source_name`` to a temporary name beside ``library``, load it, and rename it to
     ``library``; returns None, or why no library could be made."""
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    compiler = find_compiler()
     if compiler is None:
         return "no compiled CPU kernels in this installation and no C++ compiler found (set CXX or install g++)"
     why = f" (the cached one does not load: {stale})" if stale else ""

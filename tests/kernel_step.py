@@ -36,7 +36,9 @@ def emulated_aarch64_python():
     return python if ran.returncode == 0 and ran.stdout.strip() == "aarch64" else None
 
 
-def main():
+def step_both():
+    """One step of LARS(nn.Momentum) and of Lamb in this process: the paths chosen, where ms_lars and
+    its kernel libraries came from, and each updated weight."""
     import mindspore as ms
     from mindspore import Parameter, Tensor, nn
 
@@ -49,9 +51,13 @@ def main():
     grads = (Tensor(np.full(SHAPE, GRADIENT, np.float32)),)
     lars(grads)
     lamb(grads)
-    print(json.dumps({"machine": platform.machine(), "paths": [lars.path, lamb.path], "package": ms_lars.__file__,
-                      "libraries": list(native._built.values()),
-                      "weights": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}))
+    return {"machine": platform.machine(), "paths": [lars.path, lamb.path], "package": ms_lars.__file__,
+            "libraries": list(native._built.values()),
+            "weights": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}
+
+
+def main():
+    print(json.dumps(step_both()))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,10 @@ import warnings
 
 import numpy as np
 import pytest
-from mindspore import Parameter, Tensor, nn
 
-import ms_lars
 import ms_lars._kernel_build as kernel_build
 import ms_lars._native as native
+import kernel_step
 from kernel_step import emulated_aarch64_python, expected_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -74,14 +73,9 @@ def old_name(source="lars_cpu.cc"):
 
 
 def step_both():
-    """One step of LARS(nn.Momentum) and of Lamb in this process; the paths and the weights after it."""
-    params = lambda: [Parameter(Tensor(np.ones((4, 3), np.float32)), name="w")]  # noqa: E731
-    lars = ms_lars.LARS(nn.Momentum(params(), 0.1, 0.9), coefficient=0.01)
-    lamb = ms_lars.Lamb(params(), 0.1)
-    grads = (Tensor(np.full((4, 3), 0.5, np.float32)),)
-    lars(grads)
-    lamb(grads)
-    return [lars.path, lamb.path], [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]
+    """One step of LARS(nn.Momentum) and of Lamb in this process (kernel_step.py): paths and weights after it."""
+    result = kernel_step.step_both()
+    return result["paths"], result["weights"]
 
 
 def assert_kernel_step(paths, weights):
