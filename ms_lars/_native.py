@@ -20,10 +20,10 @@ What is loaded, and from where, is decided here and nowhere else:
 """
 import atexit
 import ctypes
+import logging
 import os
 import shutil
 import stat
-import sys
 import tempfile
 import warnings
 
@@ -36,12 +36,13 @@ from mindspore.ops import operations as P
 from ms_lars._kernel_build import (FUNCTIONS, SOURCE_DIR, build_failure, compile_kernel, compiler_target,
                                    find_compiler, host_architecture, library_name)
 
+logger = logging.getLogger("ms_lars")
 _built = {}          # source name -> the library's path, or None where there is none to use
 _unavailable = {}    # source name -> why it has none
 _ops = {}
 _private_dir = None  # this process's own cache, where the shared one cannot be trusted
 _loaded = set()      # paths ctypes has loaded: a rebuild must not reuse one (dlopen would find the old library)
-_warned_untrusted = set()
+_warned = set()      # directories a warning has named
 
 
 def _cache_dir():
@@ -83,42 +84,70 @@ def _private_cache():
 
 
 def _trusted_cache():
-    """The cache directory to build into and load from: ``_cache_dir()``, created 0700 if need be,
-    where it is this user's alone; else, after one warning, a private one."""
+    """The cache directory to load from: ``_cache_dir()``, created 0700 if need be, where it is
+    this user's alone; else, after one warning, a private one."""
     cache = _cache_dir()
     try:
         os.makedirs(cache, mode=0o700, exist_ok=True)
-        reason = _distrust(cache)
-    except OSError:
-        return cache    # (the build reports it: an unwritable cache is not a trust question)
+    except OSError as error:   # a regular file, a read-only file system, no permission
+        _warn_once(cache, f"ms_lars: the kernel cache {cache} cannot be created ({error.strerror or error}). "
+                          f"{_PRIVATE_INSTEAD}")
+        return _private_cache()
+    reason = _distrust(cache)
     if reason is None:
         return cache
-    if cache not in _warned_untrusted:
-        _warned_untrusted.add(cache)
-        warnings.warn(f"ms_lars: not loading CPU kernels from the cache directory {cache}: {reason}. Make it yours "
+    _warn_once(cache, f"ms_lars: not loading CPU kernels from the cache directory {cache}: {reason}. Make it yours "
                       f"alone (chown $USER {cache}; chmod 700 {cache}) or set MS_LARS_CACHE to a directory only you "
-                      f"can write. Building into a private directory for this process instead.", RuntimeWarning)
+                      f"can write. Building into a private directory for this process instead.")
     return _private_cache()
+
+
+_PRIVATE_INSTEAD = ("Building the CPU kernels into a private directory for this process instead; set MS_LARS_CACHE "
+                    "to a writable directory on a file system that allows executables to keep them between runs.")
+
+
+def _warn_once(directory, message):
+    if directory not in _warned:
+        _warned.add(directory)
+        warnings.warn(message, RuntimeWarning)
+
+
+def _cannot_hold_libraries(directory):
+    """Why a library built into ``directory`` could not be written or loaded (a read-only or
+    noexec mount, no write permission); None where it can."""
+    flags = os.statvfs(directory).f_flag
+    if flags & os.ST_RDONLY:
+        return "it is on a read-only file system"
+    if flags & os.ST_NOEXEC:
+        return "it is on a file system mounted noexec, from which no library can be loaded"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return "this user cannot write to it"
+    return None
 
 
 def _library(source_name):
     """Path of a library of ``kernels/<source_name>`` that has loaded here: the one the package
-    carries, else one in the cache, built if need be; None (and the reason in ``_unavailable``)
-    where there is none."""
+    carries, else one in the cache, built if need be (into a private directory where the cache
+    cannot hold one); None (and the reason in ``_unavailable``) where there is none."""
     name = library_name(source_name, host_architecture(), SOURCE_DIR)
     shipped = os.path.join(SOURCE_DIR, name)
     stale = None
     if os.path.exists(shipped):
-        stale = _load_failure(shipped, source_name)
-        if stale is None:
+        failure = _load_failure(shipped, source_name)
+        if failure is None:
             return shipped
+        stale = f"the library the package ships does not load: {failure}"
     cache = _trusted_cache()
     library = os.path.join(cache, name)
     if os.path.lexists(library):
-        stale = _distrust(library) or _load_failure(library, source_name)
-        if stale is None:
+        failure = _distrust(library) or _load_failure(library, source_name)
+        if failure is None:
             return library
-    if os.path.realpath(library) in _loaded:   # it loaded, but is not this kernel
+        stale = f"the cached one does not load: {failure}"
+    unusable = None if cache == _private_dir else _cannot_hold_libraries(cache)
+    if unusable is not None:
+        _warn_once(cache, f"ms_lars: the kernel cache {cache} cannot serve: {unusable}. {_PRIVATE_INSTEAD}")
+    if unusable is not None or os.path.realpath(library) in _loaded:   # (loaded, but is not this kernel)
         library = os.path.join(_private_cache(), name)
     reason = _rebuild(source_name, library, stale)
     if reason is not None:
@@ -134,8 +163,8 @@ def _rebuild(source_name, library, stale):
     compiler = find_compiler()
     if compiler is None:
         return "no compiled CPU kernels in this installation and no C++ compiler found (set CXX or install g++)"
-    why = f" (the cached one does not load: {stale})" if stale else ""
-    print(f"ms_lars: building the fused CPU kernel {source_name} into {library} (once){why}", file=sys.stderr)
+    why = f" ({stale})" if stale else ""
+    logger.info("building the fused CPU kernel %s into %s (once)%s", source_name, library, why)
     partial = None
     try:
         target = compiler_target(compiler)

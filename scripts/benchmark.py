@@ -11,7 +11,7 @@ step time, the median over ``--repeats`` samples of ``--steps`` steps back to ba
 compared taken in turn, after a warm-up), in graph mode and in PyNative mode, the first call
 (compile and first step), the ratio to the MindSpore optimizer measured in the same run, and the
 bandwidth achieved on the bytes the step must at least move, as a fraction of this machine's
-memory bandwidth: the best of 20 OpenMP axpys over arrays of the same size, in C++ with the
+memory bandwidth: the best of 20 axpys over arrays of the same size, in C++ on the kernels' threads with the
 kernels' compiler flags (``scripts/bandwidth.cc``; copy and norm are printed beside it).
 Machines are noisy: compare the ratios, not the milliseconds, across machines.
 """
@@ -22,16 +22,22 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 
 import mindspore as ms
 import numpy as np
 from mindspore import Parameter, Tensor, nn
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The ms_lars measured: the source tree's, or (--wheel runs this script again for it) a wheel's files.
+PACKAGE_ENV = "MS_LARS_BENCHMARK_PACKAGE"
+sys.path.insert(0, os.environ.get(PACKAGE_ENV) or ROOT)
 import ms_lars  # noqa: E402
+from ms_lars import _native  # noqa: E402
 from ms_lars._kernel_build import compile_kernel  # noqa: E402
 
 BANDWIDTH_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bandwidth.cc")
@@ -97,7 +103,7 @@ GROUPS = [
 
 
 def measure_bandwidth(n_elements, repeats=20):
-    """{copy, axpy, norm: GB/s} of OpenMP loops over n_elements float32s, compiled like the kernels:
+    """{copy, axpy, norm: GB/s} of loops over n_elements float32s, threaded and compiled like the kernels:
     the best of ``repeats`` (what the machine can do, as STREAM reports it; a median would let a
     noisy moment lower the bar the optimizers are measured against). None without a C++ compiler."""
     compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
@@ -203,11 +209,35 @@ def measure(size, repeats, pynative_repeats, steps):
     return rows
 
 
+def measure_wheel(wheel, argv):
+    """The rows of this benchmark, run again in a second process over ``wheel``'s files: its
+    kernels as a user who installs it gets them (an empty cache; a library built there instead of
+    the wheel's ends the run)."""
+    with tempfile.TemporaryDirectory(prefix="ms_lars-bench-wheel-") as work:
+        package, cache, figures = (os.path.join(work, name) for name in ("package", "cache", "rows.json"))
+        zipfile.ZipFile(wheel).extractall(package)
+        env = dict(os.environ, **{PACKAGE_ENV: package, "MS_LARS_CACHE": cache})
+        subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--json", figures], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        with open(figures, encoding="utf-8") as f:
+            measured = json.load(f)
+    if not all(library and library.startswith(package) for library in measured["kernels"].values()):
+        raise SystemExit(f"benchmark: the wheel's process did not run the wheel's kernels: {measured['kernels']}")
+    build = f"wheel {os.path.basename(wheel)}"
+    return [dict(row, build=build) for row in measured["rows"]]
+
+
 def print_table(rows):
+    for build in dict.fromkeys(r["build"] for r in rows):
+        print(f"== ms_lars from the {build}")
+        print_build_table([r for r in rows if r["build"] == build])
+
+
+def print_build_table(rows):
     bandwidths = {r["size"]: r["bandwidth"] for r in rows}
     for size, b in bandwidths.items():
         if b:
-            print(f"{size}: machine bandwidth (C++ OpenMP, kernel flags): axpy {b['axpy']:.1f} GB/s, "
+            print(f"{size}: machine bandwidth (C++, kernel threads and flags): axpy {b['axpy']:.1f} GB/s, "
                   f"copy {b['copy']:.1f} GB/s, norm {b['norm']:.1f} GB/s")
     print(f"{'size':10s} {'optimizer':31s} {'step ms':>8s} {'x base':>7s} {'first s':>8s} {'x base':>7s} "
           f"{'pynative ms':>11s} {'x graph':>7s} {'GB/s':>6s} {'of bw':>6s} {'x off':>6s}")
@@ -231,18 +261,29 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--no-cpu-kernels", action="store_true",
                         help="measure ms_lars's composed-op path (what GPUs and CPUs without g++ run)")
+    parser.add_argument("--wheel", metavar="WHEEL",
+                        help="also measure the kernels of this wheel (scripts/build_wheels.py), in a second process "
+                             "right after the source tree's, with the same arguments; the table shows both")
     args = parser.parse_args(argv)
     if args.no_cpu_kernels:
         os.environ["MS_LARS_NO_CPU_KERNELS"] = "1"
     ms.set_device("CPU")
-    rows = [row for size in args.sizes for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]
+    rows = [dict(row, build="source tree" if PACKAGE_ENV not in os.environ else "wheel")
+            for size in args.sizes for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]
+    kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
+    if args.wheel:
+        same = ["--sizes", *args.sizes, "--repeats", str(args.repeats), "--pynative-repeats",
+                str(args.pynative_repeats), "--steps", str(args.steps)] + (["--no-cpu-kernels"] * args.no_cpu_kernels)
+        rows += measure_wheel(args.wheel, same)
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
+    print(f"kernel threads: {os.environ.get('OMP_NUM_THREADS') or 'one per CPU of the affinity mask'} "
+          f"({len(os.sched_getaffinity(0))} CPUs)")
     print_table(rows)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"mindspore": ms.__version__, "cores": os.cpu_count(), "path": path, "rows": rows}, f,
-                      indent=2)
+            json.dump({"mindspore": ms.__version__, "cores": os.cpu_count(), "path": path, "kernels": kernels,
+                       "rows": rows}, f, indent=2)
     return rows
 
 

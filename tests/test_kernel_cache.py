@@ -1,12 +1,16 @@
 """The kernel cache cannot end a run and loads only what this user built for this machine: a damaged
 library, one of another architecture, or one in a directory others can write is never handed to
-MindSpore; each case ends in a working step (kernel path, or composed ops with one warning).
+MindSpore; a cache that cannot hold a loadable library (a read-only or noexec mount, a file) makes
+way for a private directory; each case ends in a working step (kernel path, or composed ops with one
+warning).
 
 A source tree without compiled kernels (a checkout on PYTHONPATH) builds them into MS_LARS_CACHE at
 first use, which is what these tests set up. The cross-architecture ones use the aarch64 cross
-compiler and, for a real aarch64 process, the emulated venv of shared/tools/aarch64_env.sh ($ARM_PY).
+compiler and, for a real aarch64 process, the emulated venv of scripts/aarch64_env.sh ($ARM_PY).
 """
+import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -33,7 +37,7 @@ needs_cross_compiler = pytest.mark.skipif(ARM_CXX is None or HOST != "x86_64",
                                           reason="needs an x86-64 host with aarch64-linux-gnu-g++")
 needs_emulated_aarch64 = pytest.mark.skipif(
     not (ARM_PY and ARM_CXX and HOST == "x86_64"),
-    reason="needs an x86-64 host with the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
+    reason="needs an x86-64 host with the emulated aarch64 venv: . scripts/aarch64_env.sh")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="making a file another user's needs root")
 
 
@@ -53,7 +57,7 @@ def source_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(native, "_ops", {})
     monkeypatch.setattr(native, "_unavailable", {})
     monkeypatch.setattr(native, "_private_dir", None)
-    monkeypatch.setattr(native, "_warned_untrusted", set())
+    monkeypatch.setattr(native, "_warned", set())
     return cache
 
 
@@ -125,18 +129,19 @@ def test_every_kernel_compiles_for_aarch64_with_the_projects_flags(tmp_path, sou
     assert kernel_build.compiler_target(ARM_CXX) == "aarch64"
 
 
-def test_a_corrupted_cached_library_is_rebuilt(graph_mode, source_tree, capsys):
+def test_a_corrupted_cached_library_is_rebuilt(graph_mode, source_tree, caplog):
     # An earlier run built the cache (in another process: this one must not have the library mapped
     # while the file is damaged); then a disk error, or a copy cut short, damaged it.
     (built,) = build_in_processes(source_tree, 1)
     library = source_tree / cached_name()
     assert built["lars_cpu.cc"] == str(library)
     library.write_bytes(b"\x7fELF cut short")
+    caplog.set_level(logging.INFO, logger="ms_lars")
     with warnings.catch_warnings():
         warnings.simplefilter("error")                     # mended without a warning
         assert_kernel_step(*step_both())
-    err = capsys.readouterr().err
-    assert "the cached one does not load" in err and str(library) in err
+    built = [r.getMessage() for r in caplog.records if r.name == "ms_lars" and "building" in r.getMessage()]
+    assert len(built) == 1 and "the cached one does not load" in built[0] and str(library) in built[0]
     assert library.stat().st_size > 1000
     assert not [name for name in os.listdir(source_tree) if "partial" in name]
 
@@ -204,6 +209,67 @@ def test_a_library_another_user_owns_or_can_write_is_replaced_unloaded(graph_mod
     assert not any(marker.exists() for marker in markers)
     for source in kernel_build.SOURCES:
         assert native._distrust(str(source_tree / cached_name(source))) is None     # ours now, rebuilt
+
+
+def can_mount():
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    probe = __import__("tempfile").mkdtemp()
+    try:
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", probe], capture_output=True)
+        return mounted.returncode == 0 and subprocess.run(["umount", probe]).returncode == 0
+    finally:
+        os.rmdir(probe)
+
+
+needs_mounts = pytest.mark.skipif(not can_mount(), reason="mounting a tmpfs needs root (and a mount namespace that allows it)")
+
+
+@contextlib.contextmanager
+def tmpfs_at(path, options):
+    """A tmpfs at ``path`` (made 0700: this user's alone, so trust is not what is tested) with ``options``."""
+    path.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64m,mode=0700,{options}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+def assert_kernels_built_privately_with_one_warning(caught, cache, why):
+    """The step ran on the kernels (assert_kernel_step), built outside ``cache``, after one warning
+    that names ``cache`` and ``why`` it could not serve."""
+    said = [str(w.message) for w in caught if str(cache) in str(w.message)]
+    assert len(said) == 1 and why in said[0] and "private directory" in said[0], [str(w.message) for w in caught]
+    assert len(native._built) == 2
+    assert all(path and not path.startswith(str(cache)) for path in native._built.values()), native._built
+
+
+@needs_mounts
+def test_a_cache_on_a_read_only_mount_keeps_the_kernel_path(graph_mode, source_tree):
+    with tmpfs_at(source_tree, "ro"), pytest.warns(RuntimeWarning) as caught:
+        assert_kernel_step(*step_both())
+    assert_kernels_built_privately_with_one_warning(caught, source_tree, "read-only file system")
+
+
+@needs_mounts
+def test_a_cache_on_a_noexec_mount_keeps_the_kernel_path(graph_mode, source_tree, tmp_path):
+    with tmpfs_at(source_tree, "noexec"):
+        # A library there from an earlier run (a real one, this machine's) cannot be mapped either.
+        (built,) = build_in_processes(tmp_path / "elsewhere", 1)
+        for source, library in built.items():
+            shutil.copy(library, source_tree / os.path.basename(library))
+        with pytest.warns(RuntimeWarning) as caught:
+            assert_kernel_step(*step_both())
+    assert_kernels_built_privately_with_one_warning(caught, source_tree, "noexec")
+
+
+def test_a_cache_that_names_a_file_keeps_the_kernel_path(graph_mode, source_tree):
+    source_tree.write_text("MS_LARS_CACHE should name a directory")
+    with pytest.warns(RuntimeWarning) as caught:
+        assert_kernel_step(*step_both())
+    assert_kernels_built_privately_with_one_warning(caught, source_tree, "cannot be created")
+    assert source_tree.read_text() == "MS_LARS_CACHE should name a directory"     # left as it was
 
 
 def test_a_new_cache_directory_is_private(source_tree, monkeypatch):

@@ -1,6 +1,9 @@
 """Packaging: a wheel carries the compiled kernels and runs them where no compiler exists, on x86-64
-and (emulated) aarch64; scripts/build_wheels.py's manylinux wheels; the version is defined once."""
+and (emulated) aarch64; scripts/build_wheels.py's manylinux2014 wheels (glibc 2.17); an sdist that
+builds the kernels where g++ is; the version is defined once."""
 import importlib.metadata
+import importlib.util
+import io
 import json
 import os
 import re
@@ -83,14 +86,14 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     names = zipfile.ZipFile(wheel).namelist()
     assert sum(n.startswith("ms_lars/kernels/") and n.endswith(".so") for n in names) == 2, names
     # ... and their source, headers included, to rebuild one that is edited.
-    assert {"ms_lars/kernels/lars_cpu.cc", "ms_lars/kernels/lamb_cpu.cc", "ms_lars/kernels/layer_sums.h"} <= set(names)
+    assert {f"ms_lars/kernels/{name}" for name in (*kernel_build.SOURCES, *kernel_build.HEADERS)} <= set(names)
     python, venv = install_in_fresh_venv(tmp_path, wheel)
     step_without_a_compiler(python, venv, tmp_path)
 
 
 needs_wheel_tools = pytest.mark.skipif(
-    ARM_CXX is None or shutil.which("auditwheel", path=os.path.dirname(sys.executable)) is None,
-    reason="needs aarch64-linux-gnu-g++ and auditwheel (pip install -e '.[wheels]')")
+    importlib.util.find_spec("ziglang") is None or shutil.which("auditwheel", path=os.path.dirname(sys.executable)) is None,
+    reason="needs ziglang and auditwheel (pip install -e '.[wheels]')")
 
 
 @pytest.fixture(scope="module")
@@ -98,26 +101,38 @@ def manylinux_wheels(tmp_path_factory):
     """scripts/build_wheels.py's two wheels, by architecture."""
     out = tmp_path_factory.mktemp("manylinux")
     built = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "build_wheels.py"), str(out)],
-                           capture_output=True, text=True, timeout=900)
+                           capture_output=True, text=True, timeout=1500)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     return {arch: next(out.glob(f"*{arch}.whl")) for arch in ("x86_64", "aarch64")}
 
 
+def glibc_versions_needed(library):
+    """The GLIBC_x.y versions an ELF shared library (bytes) asks the dynamic linker for."""
+    from elftools.elf.elffile import ELFFile    # pyelftools, which auditwheel uses
+    needed = ELFFile(io.BytesIO(library)).get_section_by_name(".gnu.version_r")
+    return {tuple(int(part) for part in aux.name[len("GLIBC_"):].split("."))
+            for _, auxiliaries in needed.iter_versions() for aux in auxiliaries
+            if aux.name.startswith("GLIBC_") and aux.name[len("GLIBC_"):].replace(".", "").isdigit()}
+
+
 @needs_wheel_tools
-def test_build_wheels_gives_a_py3_none_manylinux_wheel_per_architecture(manylinux_wheels):
+def test_build_wheels_gives_a_manylinux2014_wheel_per_architecture(manylinux_wheels):
     for arch, wheel in manylinux_wheels.items():
         shown = subprocess.run([os.path.join(os.path.dirname(sys.executable), "auditwheel"), "show", str(wheel)],
                                capture_output=True, text=True, check=True).stdout
-        tag = re.search(r'platform\s+tag:\s+"(manylinux_\d+_\d+_' + arch + ')"', shown).group(1)
-        assert wheel.name == f"ms_lars-{ms_lars.__version__}-py3-none-{tag}.whl"
+        assert re.search(r'platform\s+tag:\s+"manylinux_2_17_' + arch + '"', shown), shown
+        assert wheel.name == f"ms_lars-{ms_lars.__version__}-py3-none-manylinux2014_{arch}.manylinux_2_17_{arch}.whl"
         names = zipfile.ZipFile(wheel).namelist()
         kernels = [n for n in names if n.startswith("ms_lars/kernels/") and n.endswith(".so")]
         assert len(kernels) == 2 and all(f"-{arch}-" in n for n in kernels), kernels
-        assert any(n.startswith("ms_lars.libs/libgomp") for n in names), names      # vendored
+        assert not [n for n in names if n.startswith("ms_lars.libs/")], names      # nothing vendored: no OpenMP
         elf_machine = {"x86_64": 62, "aarch64": 183}[arch]
         with zipfile.ZipFile(wheel) as archive:
             for name in kernels:
-                assert int.from_bytes(archive.read(name)[18:20], "little") == elf_machine, name
+                library = archive.read(name)
+                assert int.from_bytes(library[18:20], "little") == elf_machine, name
+                versions = glibc_versions_needed(library)
+                assert versions and max(versions) <= (2, 17), (name, sorted(versions))
 
 
 @needs_wheel_tools
@@ -128,7 +143,7 @@ def test_the_x86_64_manylinux_wheel_runs_the_kernel_path_without_a_compiler(many
 
 @needs_wheel_tools
 @pytest.mark.skipif(ARM_PY is None,
-                    reason="needs the emulated aarch64 venv: . ../shared/tools/aarch64_env.sh")
+                    reason="needs the emulated aarch64 venv: . scripts/aarch64_env.sh")
 def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emulated(manylinux_wheels, tmp_path):
     target = tmp_path / "site"
     installed = subprocess.run([ARM_PY, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
@@ -137,6 +152,19 @@ def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emu
     env = {"PYTHONPATH": str(target), "QEMU_LD_PREFIX": os.environ.get("QEMU_LD_PREFIX", "")}
     result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env)
     assert result["machine"] == "aarch64"
+
+
+def test_an_sdist_builds_the_kernels_where_g_plus_plus_is(tmp_path):
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    if importlib.util.find_spec("build") is None:
+        pytest.skip("needs the build package")
+    built = subprocess.run([sys.executable, "-m", "build", "--sdist", "--no-isolation", "-o", str(tmp_path / "dist"),
+                            ROOT], capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
+    (sdist,) = (tmp_path / "dist").glob("ms_lars-*.tar.gz")
+    python, venv = install_in_fresh_venv(tmp_path, sdist)       # pip builds a wheel from it, with g++
+    step_without_a_compiler(python, venv, tmp_path)             # ... whose kernels then need no compiler
 
 
 def test_the_version_is_defined_once():

@@ -36,8 +36,8 @@ LambConstants MakeConstants(float beta1, float beta2, float eps, int32_t step) {
 }
 
 // The two passes over one thread's slice [begin, end) of a parameter, vectorized for the
-// machine (MS_LARS_SIMD_CLONES); no FMA contraction (-ffp-contract=off), so every build rounds alike.
-MS_LARS_SIMD_CLONES void SliceMoments(
+// machine (MS_LARS_SIMD_VERSIONS); no FMA contraction (-ffp-contract=off), so every build rounds alike.
+MS_LARS_INLINE void SliceMomentsLoop(
     float *__restrict m, float *__restrict v, const float *__restrict w, const float *__restrict g, int64_t begin,
     int64_t end, const LambConstants &c, float wd, double *weight_sq_out, double *update_sq_out) {
   // Squares are summed in float over blocks of kBlock elements (a few per SIMD lane, so the float
@@ -64,8 +64,13 @@ MS_LARS_SIMD_CLONES void SliceMoments(
   *weight_sq_out = weight_sq;
   *update_sq_out = update_sq;
 }
+MS_LARS_SIMD_VERSIONS(SliceMoments, SliceMomentsLoop,
+                      (float *__restrict m, float *__restrict v, const float *__restrict w, const float *__restrict g,
+                       int64_t begin, int64_t end, const LambConstants &c, float wd, double *weight_sq_out,
+                       double *update_sq_out),
+                      (m, v, w, g, begin, end, c, wd, weight_sq_out, update_sq_out))
 
-MS_LARS_SIMD_CLONES void SliceWeights(
+MS_LARS_INLINE void SliceWeightsLoop(
     float *__restrict w, const float *__restrict m, const float *__restrict v, int64_t begin, int64_t end,
     const LambConstants &c, float wd, float step_size) {
 #pragma omp simd
@@ -74,16 +79,18 @@ MS_LARS_SIMD_CLONES void SliceWeights(
     w[i] -= step_size * u;
   }
 }
+MS_LARS_SIMD_VERSIONS(SliceWeights, SliceWeightsLoop,
+                      (float *__restrict w, const float *__restrict m, const float *__restrict v, int64_t begin,
+                       int64_t end, const LambConstants &c, float wd, float step_size),
+                      (w, m, v, begin, end, c, wd, step_size))
 
 // Every parameter's step in one parallel region (layer_sums.h). lr[lr_stride * layer] and
 // wd[wd_stride * layer] (stride 0: one value for all); decay[layer] == 0 means no weight decay.
 void LambLayers(int layers, float *const *w, const float *const *g, float *const *m, float *const *v,
                 const int64_t *sizes, const float *lr, int lr_stride, const float *wd, int wd_stride,
                 const float *decay, const LambConstants &c, float *record) {
-  LayerSums layer_sums;
-#pragma omp parallel
-  {
-    const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
+  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
+  ms_lars::Parallel([&](int thread, int threads) {
     for (int layer = 0; layer < layers; ++layer) {
       int64_t begin, end;
       ThreadSlice(sizes[layer], thread, threads, &begin, &end);
@@ -102,7 +109,7 @@ void LambLayers(int layers, float *const *w, const float *const *g, float *const
       }
       SliceWeights(w[layer], m[layer], v[layer], begin, end, c, layer_wd, lr[lr_stride * layer] * ratio);
     }
-  }
+  });
 }
 
 }  // namespace

@@ -51,8 +51,8 @@ TrustRatio FinishTrustRatio(double weight_sq, double grad_sq, float lr, float wd
 }
 
 // The sums of squares of w and g / S over [begin, end), vectorized for the machine
-// (MS_LARS_SIMD_CLONES); no FMA contraction (-ffp-contract=off), so every build rounds alike.
-MS_LARS_SIMD_CLONES void SliceSquares(
+// (MS_LARS_SIMD_VERSIONS); no FMA contraction (-ffp-contract=off), so every build rounds alike.
+MS_LARS_INLINE void SliceSquaresLoop(
     const float *__restrict w, const float *__restrict g, float inverse_scale, int64_t begin, int64_t end,
     double *weight_sq_out, double *grad_sq_out) {
   double weight_sq = 0.0, grad_sq = 0.0;
@@ -65,6 +65,10 @@ MS_LARS_SIMD_CLONES void SliceSquares(
   *weight_sq_out = weight_sq;
   *grad_sq_out = grad_sq;
 }
+MS_LARS_SIMD_VERSIONS(SliceSquares, SliceSquaresLoop,
+                      (const float *__restrict w, const float *__restrict g, float inverse_scale, int64_t begin,
+                       int64_t end, double *weight_sq_out, double *grad_sq_out),
+                      (w, g, inverse_scale, begin, end, weight_sq_out, grad_sq_out))
 
 // The norms of w and g / S, and the ratio: guarded (1 where a norm is 0, as
 // _trust_ratio.lars_trust_ratio) and optionally clipped (as _trust_ratio.clip_by_learning_rate).
@@ -72,10 +76,8 @@ MS_LARS_SIMD_CLONES void SliceSquares(
 TrustRatio ComputeTrustRatio(const float *w, const float *g, int64_t n, float lr, float wd, float coefficient,
                              float epsilon, float inverse_scale, bool use_clip) {
   double weight_sq = 0.0, grad_sq = 0.0;
-  LayerSums layer_sums;
-#pragma omp parallel
-  {
-    const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
+  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
+  ms_lars::Parallel([&](int thread, int threads) {
     int64_t begin, end;
     ThreadSlice(n, thread, threads, &begin, &end);
     double slice_weight_sq, slice_grad_sq;
@@ -85,9 +87,20 @@ TrustRatio ComputeTrustRatio(const float *w, const float *g, int64_t n, float lr
       weight_sq = slice_weight_sq;
       grad_sq = slice_grad_sq;
     }
-  }
+  });
   return FinishTrustRatio(weight_sq, grad_sq, lr, wd, coefficient, epsilon, use_clip);
 }
+
+// out = scaled_inverse * g + scaled_decay * w over [begin, end), vectorized as SliceSquares.
+MS_LARS_INLINE void SliceRewriteLoop(const float *__restrict w, const float *__restrict g, float scaled_inverse,
+                                     float scaled_decay, int64_t begin, int64_t end, float *__restrict out) {
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) out[i] = scaled_inverse * g[i] + scaled_decay * w[i];
+}
+MS_LARS_SIMD_VERSIONS(SliceRewrite, SliceRewriteLoop,
+                      (const float *__restrict w, const float *__restrict g, float scaled_inverse, float scaled_decay,
+                       int64_t begin, int64_t end, float *__restrict out),
+                      (w, g, scaled_inverse, scaled_decay, begin, end, out))
 
 // The rewrite: out = ratio * (g / S + wd * w), with the norms of (w, g) from the scalars at params[2..7].
 TrustRatio RewriteGradient(void **params, int64_t n, float *out) {
@@ -99,8 +112,11 @@ TrustRatio RewriteGradient(void **params, int64_t n, float *out) {
                                              inverse_scale, Scalar(params[7]) != 0.0f);
   const float scaled_inverse = trust.ratio * inverse_scale;
   const float scaled_decay = trust.ratio * wd;
-#pragma omp parallel for simd schedule(static)
-  for (int64_t i = 0; i < n; ++i) out[i] = scaled_inverse * g[i] + scaled_decay * w[i];
+  ms_lars::Parallel([&](int thread, int threads) {
+    int64_t begin, end;
+    ThreadSlice(n, thread, threads, &begin, &end);
+    SliceRewrite(w, g, scaled_inverse, scaled_decay, begin, end, out);
+  });
   return trust;
 }
 
@@ -112,7 +128,7 @@ void WriteRecord(const TrustRatio &trust, float *record) {
 
 // LarsMomentumMulti's second pass over one thread's slice [begin, end) of a layer (its first is
 // SliceSquares), vectorized as SliceSquares.
-MS_LARS_SIMD_CLONES void SliceMomentumUpdate(
+MS_LARS_INLINE void SliceMomentumUpdateLoop(
     float *w, const float *g, float *moment, float scaled_inverse, float scaled_decay, float momentum, float lr,
     bool nesterov, int64_t begin, int64_t end) {
   if (nesterov) {
@@ -133,6 +149,10 @@ MS_LARS_SIMD_CLONES void SliceMomentumUpdate(
     }
   }
 }
+MS_LARS_SIMD_VERSIONS(SliceMomentumUpdate, SliceMomentumUpdateLoop,
+                      (float *w, const float *g, float *moment, float scaled_inverse, float scaled_decay,
+                       float momentum, float lr, bool nesterov, int64_t begin, int64_t end),
+                      (w, g, moment, scaled_inverse, scaled_decay, momentum, lr, nesterov, begin, end))
 
 }  // namespace
 
@@ -171,10 +191,8 @@ extern "C" int LarsMomentumMulti(int nparam, void **params, int *ndims, int64_t 
   float *record = static_cast<float *>(params[scalars + 5]);                  // [layers][3]
 
   // Every layer in one parallel region (layer_sums.h).
-  LayerSums layer_sums;
-#pragma omp parallel
-  {
-    const int thread = omp_get_thread_num(), threads = omp_get_num_threads();
+  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
+  ms_lars::Parallel([&](int thread, int threads) {
     for (int layer = 0; layer < layers; ++layer) {
       int64_t begin, end;
       ThreadSlice(Elements(ndims[layer], shapes[layer]), thread, threads, &begin, &end);
@@ -192,6 +210,6 @@ extern "C" int LarsMomentumMulti(int nparam, void **params, int *ndims, int64_t 
       SliceMomentumUpdate(w[layer], g[layer], moment[layer], scaled_inverse, scaled_decay, momentum, layer_lr,
                           nesterov, begin, end);
     }
-  }
+  });
   return 0;
 }

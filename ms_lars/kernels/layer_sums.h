@@ -1,4 +1,4 @@
-// Shared by the kernels that sum squares in an OpenMP parallel region (lars_cpu.cc's
+// Shared by the kernels that sum squares in a parallel region (thread_pool.h; lars_cpu.cc's
 // LarsMomentumMulti and LarsGradient*, lamb_cpu.cc's LambMulti and LambStep): each thread takes a
 // contiguous slice of a layer (the same one in both passes of the whole-step kernels, so a slice
 // that fits in its cache is read from there the second time), and the threads meet once per layer
@@ -8,16 +8,46 @@
 #include <cstdint>
 #include <vector>
 
-#include <omp.h>
+#include "thread_pool.h"
 
-// A function that carries its hot loop compiled twice on x86-64, for AVX2 and for the baseline ISA,
-// one chosen at load time by the CPU (ifunc). Elsewhere (aarch64: NEON is the baseline, and -O3
-// vectorizes for it) the function is compiled once, for the target. GCC rejects target("avx2")
-// on any other architecture, so the attribute exists only where it means something.
+// A hot loop compiled twice on x86-64, for AVX2 and for the baseline ISA, the AVX2 one taken where
+// the CPU and the OS support it. MS_LARS_SIMD_VERSIONS(Name, Loop, (params), (args)) defines
+// Name(params), which runs Loop(args), an always-inlined function, so each version is compiled for
+// its own ISA. The choice is made here, from CPUID, not by target_clones: its ifunc resolver asks
+// the compiler's runtime (libgcc, compiler-rt) about the CPU, and zig's compiler-rt answers "no
+// AVX2" everywhere. Elsewhere (aarch64: NEON is the baseline, and -O3 vectorizes for it) Name is
+// compiled once, for the target.
+#define MS_LARS_INLINE inline __attribute__((always_inline))
 #if defined(__x86_64__) || defined(__i386__)
-#define MS_LARS_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#include <cpuid.h>
+
+namespace ms_lars {
+// AVX2 is usable: the CPU has it (CPUID leaf 7) and the OS saves the YMM registers (XCR0 bits 1, 2).
+inline bool CpuHasAvx2() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return false;
+  unsigned xcr0, xcr0_high;
+  __asm__("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+  if ((xcr0 & 6) != 6 || __get_cpuid_max(0, nullptr) < 7) return false;
+  __cpuid_count(7, 0, a, b, c, d);
+  return (b & bit_AVX2) != 0;
+}
+
+inline bool UseAvx2() {
+  static const bool avx2 = CpuHasAvx2();
+  return avx2;
+}
+}  // namespace ms_lars
+
+#define MS_LARS_SIMD_VERSIONS(name, loop, params, args)                                   \
+  __attribute__((target("avx2"))) void name##Avx2 params { loop args; }                  \
+  void name##Baseline params { loop args; }                                               \
+  void name params {                                                                      \
+    if (ms_lars::UseAvx2()) name##Avx2 args; else name##Baseline args;                    \
+  }
 #else
-#define MS_LARS_SIMD_CLONES
+#define MS_LARS_SIMD_VERSIONS(name, loop, params, args) \
+  void name params { loop args; }
 #endif
 
 // This thread's slice [begin, end) of a layer of n elements.
@@ -30,7 +60,7 @@ inline void ThreadSlice(int64_t n, int thread, int threads, int64_t *begin, int6
 // threads in thread order, so the result does not depend on which thread finished first.
 class LayerSums {
  public:
-  LayerSums() : partial_(2 * 2 * static_cast<size_t>(omp_get_max_threads())) {}
+  explicit LayerSums(int threads) : partial_(2 * 2 * static_cast<size_t>(threads)), barrier_(threads) {}
 
   // Called by every thread of the parallel region with its slice's sums; returns with the layer's.
   void Combine(int layer, int thread, int threads, double *first, double *second) {
@@ -39,7 +69,7 @@ class LayerSums {
     double *sums = partial_.data() + (layer % 2) * 2 * threads;
     sums[2 * thread] = *first;
     sums[2 * thread + 1] = *second;
-#pragma omp barrier
+    barrier_.Wait();
     *first = *second = 0.0;
     for (int t = 0; t < threads; ++t) {
       *first += sums[2 * t];
@@ -49,4 +79,5 @@ class LayerSums {
 
  private:
   std::vector<double> partial_;
+  ms_lars::Barrier barrier_;
 };
