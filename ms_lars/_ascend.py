@@ -82,7 +82,7 @@ class LarsGradients(nn.Cell):
     ``record`` also the record, float32 ``[parameters, 3]`` (telemetry).
     """
 
-    def __init__(self, kernels, parameters, coefficient, epsilon, use_clip, inverse_loss_scale, decay_flags,
+    def __init__(self, kernels, parameters, *, coefficient, epsilon, use_clip, inverse_loss_scale, decay_flags,
                  lars_flags, record, is_group_lr, weight_decay, dynamic_weight_decay):
         super().__init__(auto_prefix=False)
         self.square_sum_all, self.lars_update = kernels.square_sum_all, kernels.lars_update

@@ -1,6 +1,8 @@
-"""Input checks shared by LARS and Lamb: constructor arguments, and the gradient tuple a step is
-given (checked while the step compiles, before anything is written)."""
+"""Input checks, their one home: constructor arguments of LARS, Lamb, the experimental classes and
+the telemetry, and the gradient tuple a step is given (checked while the step compiles, before
+anything is written). Messages follow MindSpore's: "For 'LARS', the type of 'use_clip' must be ..."."""
 import math
+import numbers
 from collections.abc import Iterable
 
 from mindspore import Parameter, Tensor, get_context
@@ -21,6 +23,26 @@ def check_non_negative_finite_float(optimizer, name, value):
                         f"({value!r}).")
     if not math.isfinite(value) or value < 0.0:
         raise ValueError(f"For '{optimizer}', '{name}' must be a finite float >= 0, but got {value!r}.")
+
+
+def check_bool(optimizer, name, value):
+    """TypeError unless ``value`` is a bool; returns it."""
+    if not isinstance(value, bool):
+        raise TypeError(f"For '{optimizer}', the type of '{name}' must be bool, but got {type(value).__name__} "
+                        f"({value!r}).")
+    return value
+
+
+def check_number(optimizer, name, value, low=0.0, below=None):
+    """TypeError unless ``value`` is a real number (not a bool); ValueError unless it is finite and
+    low <= value (< below). Returns it as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"For '{optimizer}', the type of '{name}' must be float or int, but got "
+                        f"{type(value).__name__} ({value!r}).")
+    if not math.isfinite(value) or value < low or (below is not None and value >= below):
+        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
+        raise ValueError(f"For '{optimizer}', '{name}' must be {bound}, but got {value!r}.")
+    return float(value)
 
 
 def check_params(optimizer, params):

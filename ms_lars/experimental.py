@@ -12,11 +12,10 @@ hyperparameters, each group's ``lr`` is a Parameter, and every scheduler in
 ``mindspore.experimental.optim.lr_scheduler`` drives them. They are called as the experimental
 optimizers are, ``optimizer(gradients)``. What they share with ``ms_lars.LARS`` and ``ms_lars.Lamb``
 they take from there: the trust ratio and its zero-norm guard (``_trust_ratio.py``) and, on the CPU,
-the C++ kernels (LARS's per-layer rewrite, and Lamb's whole step where timm's formula is the SPEC's).
+the C++ kernels (LARS's per-layer rewrite, and Lamb's whole step where timm's formula is ms_lars.Lamb's,
+docs/formulas.md); ``path`` says which runs, per group.
 On Ascend and GPU they run composed MindSpore ops.
 """
-import numbers
-
 import numpy as np
 from mindspore import Parameter, Tensor, jit
 from mindspore import dtype as mstype
@@ -27,31 +26,16 @@ from mindspore.ops import operations as P
 
 from ms_lars import lamb as _lamb
 from ms_lars import lars as _lars
+from ms_lars._checks import check_bool, check_number
 from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, square_sum, to_float32
+
+__all__ = ["Lars", "Lamb"]
 
 _sqrt = P.Sqrt()
 _pow = P.Pow()
 _timm_lamb = C.MultitypeFuncGraph("timm_lamb")
 _lamb_kernel = C.MultitypeFuncGraph("timm_lamb_kernel")
 _square_sum = C.MultitypeFuncGraph("square_sum")
-
-
-def _check_number(optimizer, name, value, low=0.0, below=None):
-    """TypeError unless ``value`` is a real number (not a bool); ValueError unless low <= value (< below)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"For '{optimizer}', the type of '{name}' must be float or int, but got "
-                        f"{type(value).__name__} ({value!r}).")
-    if not np.isfinite(value) or value < low or (below is not None and value >= below):
-        bound = f"in [{low}, {below})" if below is not None else f">= {low}"
-        raise ValueError(f"For '{optimizer}', '{name}' must be {bound}, but got {value!r}.")
-    return float(value)
-
-
-def _check_bool(optimizer, name, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"For '{optimizer}', the type of '{name}' must be bool, but got {type(value).__name__} "
-                        f"({value!r}).")
-    return value
 
 
 def _check_lr(optimizer, lr):
@@ -61,7 +45,7 @@ def _check_lr(optimizer, lr):
         value = float(lr.asnumpy())
     else:
         value = lr
-    _check_number(optimizer, "lr", value)
+    check_number(optimizer, "lr", value)
     return lr
 
 
@@ -69,6 +53,39 @@ def _cpu_path(path):
     """ms_lars.LARS's or ms_lars.Lamb's choice of path, composed ops where that is Ascend's (there is no
     fused Ascend primitive for timm's formulas)."""
     return "composed" if path.startswith("ascend") else path
+
+
+class _GroupsFixedAtConstruction:
+    """What the two classes share about their ``param_groups``: a group's hyperparameters may change
+    between steps, as PyTorch-style code changes them, and are checked again (and the path chosen
+    again) at every step; groups cannot be added after construction, where their state is made."""
+
+    def add_param_group(self, param_group):
+        """As ``mindspore.experimental.optim.Optimizer``'s while the constructor adds the groups;
+        refused afterwards (RuntimeError)."""
+        if not getattr(self, "_groups_fixed", False):
+            return super().add_param_group(param_group)
+        raise RuntimeError(f"For '{type(self).__name__}', add_param_group after construction is not supported: "
+                           f"the optimizer's state (its buffers, per parameter) is made when it is constructed. "
+                           f"Construct it with every group instead: {type(self).__name__}([group1, group2, ...]).")
+
+    @property
+    def path(self):
+        """What runs on this device: ``"kernel"`` (the C++ CPU kernels) or ``"composed"`` (MindSpore
+        ops) where every group takes it, else a tuple with each group's, in order."""
+        paths = tuple("kernel" if self._uses_kernel(group, group_id) else "composed"
+                      for group_id, group in enumerate(self.param_groups))
+        return paths[0] if len(set(paths)) == 1 else paths
+
+    def __call__(self, *args, **kwargs):
+        # Each group checked again before the step: a value changed since construction is refused
+        # as the constructor would refuse it. Then ``construct`` runs from Python in both modes: its
+        # per-group steps are @jit functions given the group's values, so a changed value compiles
+        # its own graph and takes the path it calls for. (Compiled whole, as nn.Cell would compile it
+        # in GRAPH_MODE, the first call's values would stay in the graph.)
+        for group in self.param_groups:
+            self._check_group(group)
+        return self.construct(*args, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------- Lars
@@ -102,7 +119,7 @@ _TIMM_LARS = {"kernel": _timm_lars_for(_lars._native_lars_gradient, "timm_lars_k
               "composed": _timm_lars_for(_lars._composed_lars_gradient, "timm_lars_composed")}
 
 
-class Lars(Optimizer):
+class Lars(_GroupsFixedAtConstruction, Optimizer):
     r"""LARS with timm 1.0's semantics, for ``mindspore.experimental.optim``.
 
     Paper: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
@@ -180,15 +197,20 @@ class Lars(Optimizer):
             self._check_group(group)
         self.momentum_buffer = self.parameters.clone(prefix="momentum_buffer", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lars_step_count")
-        self.path = _cpu_path(_lars._choose_lars_gradient()[0])
-        self._per_layer = _TIMM_LARS[self.path]
+        self._device_path = _cpu_path(_lars._choose_lars_gradient()[0])
+        self._per_layer = _TIMM_LARS[self._device_path]
+        self._groups_fixed = True
+
+    def _uses_kernel(self, group, group_id):
+        # The kernel is LARS's trust-ratio rewrite: a group that is not adapted runs plain SGD ops.
+        return self._device_path == "kernel" and (group["weight_decay"] != 0.0 or group["always_adapt"])
 
     @staticmethod
     def _check_group(group):
         for name in ("momentum", "dampening", "weight_decay", "trust_coeff", "eps"):
-            group[name] = _check_number("Lars", name, group[name], low=-np.inf if name == "dampening" else 0.0)
+            group[name] = check_number("Lars", name, group[name], low=-np.inf if name == "dampening" else 0.0)
         for name in ("nesterov", "trust_clip", "always_adapt"):
-            _check_bool("Lars", name, group[name])
+            check_bool("Lars", name, group[name])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("For 'Lars', 'nesterov' requires 'momentum' > 0 and 'dampening' 0, but got momentum "
                              f"{group['momentum']} and dampening {group['dampening']}.")
@@ -261,7 +283,7 @@ def _faithful_in_float32(beta):
 _REFUSED_LAMB_OPTIONS = ("caution", "decoupled_decay", "corrected_weight_decay")
 
 
-class Lamb(Optimizer):
+class Lamb(_GroupsFixedAtConstruction, Optimizer):
     r"""Lamb with timm 1.0's semantics (NVLAMB, as apex's FusedLAMB), for ``mindspore.experimental.optim``.
 
     Paper: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes",
@@ -333,7 +355,7 @@ class Lamb(Optimizer):
             if value:
                 raise ValueError(f"For 'Lamb', '{name}' (a later timm option) is not supported; leave it False.")
         if max_grad_norm is not None:
-            max_grad_norm = _check_number("Lamb", "max_grad_norm", max_grad_norm)
+            max_grad_norm = check_number("Lamb", "max_grad_norm", max_grad_norm)
             if max_grad_norm <= 0.0:
                 raise ValueError(f"For 'Lamb', 'max_grad_norm' must be > 0 or None, but got {max_grad_norm!r}.")
         defaults = dict(lr=_check_lr("Lamb", lr), bias_correction=bias_correction, betas=betas, eps=eps,
@@ -347,31 +369,32 @@ class Lamb(Optimizer):
         self.exp_avg = self.parameters.clone(prefix="exp_avg", init="zeros")
         self.exp_avg_sq = self.parameters.clone(prefix="exp_avg_sq", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lamb_step_count")
-        self.path = _cpu_path(_lamb._choose_lamb_update()[0])
-        # Per group, whether the kernel can run it at all: the kernel path, float32 parameters, and
-        # betas whose 1 - beta the kernel, computing it in float32, gets within 1e-6 (0.9 and 0.99 do;
-        # timm's default beta2 = 0.999 does not: 1 - float32(0.999) is 1.3e-5 off).
-        self._kernel_groups = tuple(self.path == "kernel" and all(p.dtype == mstype.float32 for p in group["params"])
-                                    and all(_faithful_in_float32(beta) for beta in group["betas"])
+        # Per group, whether the kernel can run it at all: the kernel path and float32 parameters.
+        device_path = _cpu_path(_lamb._choose_lamb_update()[0])
+        self._kernel_groups = tuple(device_path == "kernel" and all(p.dtype == mstype.float32 for p in group["params"])
                                     for group in self.param_groups)
+        self._groups_fixed = True
 
     @staticmethod
     def _check_group(group):
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise TypeError(f"For 'Lamb', 'betas' must be a tuple of two floats, but got {betas!r}.")
-        group["betas"] = (_check_number("Lamb", "betas[0]", betas[0], below=1.0),
-                          _check_number("Lamb", "betas[1]", betas[1], below=1.0))
+        group["betas"] = (check_number("Lamb", "betas[0]", betas[0], below=1.0),
+                          check_number("Lamb", "betas[1]", betas[1], below=1.0))
         for name in ("eps", "weight_decay"):
-            group[name] = _check_number("Lamb", name, group[name])
+            group[name] = check_number("Lamb", name, group[name])
         for name in ("bias_correction", "grad_averaging", "trust_clip", "always_adapt"):
-            _check_bool("Lamb", name, group[name])
+            check_bool("Lamb", name, group[name])
 
     def _uses_kernel(self, group, group_id):
-        """Whether timm's formula is the SPEC's for this group, so ms_lars.Lamb's CPU kernel can run it:
-        bias correction and gradient averaging on, every parameter adapted, no clip, float32."""
+        """Whether timm's formula is ms_lars.Lamb's for this group (docs/formulas.md), so its
+        CPU kernel can run it: bias correction and gradient averaging on, every parameter adapted, no
+        trust clip, float32, and betas whose 1 - beta the kernel, computing it in float32, gets within
+        1e-6 (0.9 and 0.99 do; timm's default beta2 = 0.999 does not: 1 - float32(0.999) is 1.3e-5 off)."""
         return (self._kernel_groups[group_id] and group["bias_correction"] and group["grad_averaging"]
-                and not group["trust_clip"] and (group["weight_decay"] != 0.0 or group["always_adapt"]))
+                and not group["trust_clip"] and (group["weight_decay"] != 0.0 or group["always_adapt"])
+                and _faithful_in_float32(group["betas"][0]) and _faithful_in_float32(group["betas"][1]))
 
     @jit
     def _clip_divisor(self, gradients):
@@ -386,7 +409,7 @@ class Lamb(Optimizer):
         float32 Tensors, then beta1 and beta2 as float64 ones."""
         params, m, v = self.parameters[start:end], self.exp_avg[start:end], self.exp_avg_sq[start:end]
         if use_kernel:
-            # ms_lars.Lamb's per-layer kernel (kernels/lamb_cpu.cc's LambStep), the SPEC's formula in place.
+            # ms_lars.Lamb's per-layer kernel (kernels/lamb_cpu.cc's LambStep), its formula in place.
             wd_tensor, beta1_tensor, beta2_tensor, eps_tensor = tensors[:4]
             self.hyper_map(F.partial(_lamb_kernel, beta1_tensor, beta2_tensor,
                                      eps_tensor, F.reshape(step, (1,)), F.cast(lr, mstype.float32), wd_tensor),

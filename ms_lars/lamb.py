@@ -21,8 +21,9 @@ parameter is float32, the CPU kernel path updates all of them in one kernel call
 With ``record_trust_ratio=True`` each step also records every parameter's norms and applied ratio
 on the device (``telemetry.py``).
 """
-import numpy as np
+import functools
 
+import numpy as np
 from mindspore import Tensor, jit
 from mindspore import dtype as mstype
 from mindspore.nn.optim.optimizer import Optimizer, opt_init_args_register
@@ -30,11 +31,12 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
-from ms_lars._checks import check_gradients, check_lamb_arguments, check_parameter_dtypes, gradient_signature
+from ms_lars._checks import (check_bool, check_gradients, check_lamb_arguments, check_parameter_dtypes,
+                             gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
 from ms_lars._trust_ratio import l2_norm, lamb_direction, lamb_trust_ratio, to_float32
-from ms_lars.telemetry import RecordsTrustRatios, check_record_trust_ratio, record_row, write_record
+from ms_lars.telemetry import RecordsTrustRatios, record_row, write_record
 
 # Per-layer update, three implementations with one signature:
 # (record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter)
@@ -131,6 +133,12 @@ def _multi_parameter_kernel(path, params, use_parallel):
     return _lamb_cpu_multi[len(params)]
 
 
+def _keeping_signature(decorator):
+    """``decorator``, whose wrapper keeps the function's name, docstring and signature:
+    opt_init_args_register's is ``(*args, **kwargs)``, which ``help()`` and IDEs would show."""
+    return lambda function: functools.wraps(function)(decorator(function))
+
+
 class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     r"""Lamb, layer-wise adaptive moments for large-batch training.
 
@@ -142,10 +150,10 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     rate :math:`\gamma` and weight decay :math:`\lambda` (0 where its decay flag is off):
 
     .. math::
-        egin{aligned}
-        m &= eta_1 m + (1 - eta_1) g, \qquad v = eta_2 v + (1 - eta_2) g^2\
-        u &= rac{m / (1 - eta_1^t)}{\sqrt{v / (1 - eta_2^t)} + \epsilon} + \lambda w\
-        r &= \|w\| / \|u\| 	ext{, or } 1 	ext{ where } \|w\| = 0 	ext{ or } \|u\| = 0\
+        \begin{aligned}
+        m &= \beta_1 m + (1 - \beta_1) g, \qquad v = \beta_2 v + (1 - \beta_2) g^2\\
+        u &= \frac{m / (1 - \beta_1^t)}{\sqrt{v / (1 - \beta_2^t)} + \epsilon} + \lambda w\\
+        r &= \|w\| / \|u\| \text{, or } 1 \text{ where } \|w\| = 0 \text{ or } \|u\| = 0\\
         w &= w - \gamma\, r\, u
         \end{aligned}
 
@@ -155,8 +163,8 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
             ``weight_decay``, ``grad_centralization`` and ``order_params``.
         learning_rate (Union[float, int, Tensor, Iterable, LearningRateSchedule]): fixed, per step
             (1-D Tensor or Iterable) or a schedule.
-        beta1 (float): :math:`eta_1`, decay rate of the first moment, in (0, 1). Default: ``0.9``.
-        beta2 (float): :math:`eta_2`, decay rate of the second moment, in (0, 1). Default: ``0.999``.
+        beta1 (float): :math:`\beta_1`, decay rate of the first moment, in (0, 1). Default: ``0.9``.
+        beta2 (float): :math:`\beta_2`, decay rate of the second moment, in (0, 1). Default: ``0.999``.
         eps (float): :math:`\epsilon`, added to the denominator, > 0. Default: ``1e-6``.
         weight_decay (Union[float, int, Cell]): fixed or dynamic weight decay, >= 0. Ungrouped, it
             applies to parameters whose name contains neither ``beta`` nor ``gamma``. Default: ``0.0``.
@@ -168,7 +176,8 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
         - **gradients** (tuple[Tensor]) - the gradients of ``params``.
 
     Outputs:
-        tuple[Tensor], the updated parameters.
+        tuple[Tensor], the parameters after the step, one per parameter, on every path (``nn.Lamb``
+        returns its kernels' per-parameter results).
 
     Raises:
         TypeError: ``learning_rate`` is none of the accepted types; an element of ``params`` is
@@ -196,11 +205,11 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     """
     _support_parallel_optimizer = True
 
-    @opt_init_args_register
+    @_keeping_signature(opt_init_args_register)
     def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0,
                  record_trust_ratio=False):
         params = check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
-        check_record_trust_ratio("Lamb", record_trust_ratio)
+        check_bool("Lamb", "record_trust_ratio", record_trust_ratio)
         # opt_init_args_register recorded what was passed: a generator would be spent by now.
         self.init_params = {"params": params}
         super().__init__(learning_rate, params, weight_decay)
@@ -247,8 +256,8 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
                                         per_parameter_values(lr), per_parameter_values(weight_decay),
                                         self._decay_flags, self.beta1, self.beta2, self.eps, step)
             if self.record_trust_ratio:
-                return F.depend(record, F.assign(self.trust_ratio_record, record))
-            return record
+                record = F.depend(record, F.assign(self.trust_ratio_record, record))
+            return F.depend(self.params, record)
         update, record, b1, b2, eps = self._lamb_update, self.record_trust_ratio, self.beta1, self.beta2, self.eps
         state = (self.params, self.moments1, self.moments2)
         if self.is_group_lr:
@@ -262,8 +271,9 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
                                     self.decay_flags, self.optim_filter)
         if self.record_trust_ratio:
             result = F.depend(result, write_record(self.trust_ratio_record, result))
+        # The per-layer results are the updated parameters, or with recording the record rows: what
+        # the step returns is the parameters, updated, on every path.
+        updated = F.depend(self.params, result)
         if self.use_parallel:
-            # With recording, the step's result is the record rows; the updated parameters are the parameters.
-            updated = F.depend(self.params, result) if self.record_trust_ratio else result
-            result = F.depend(result, self.broadcast_params(updated))
-        return result
+            updated = F.depend(updated, self.broadcast_params(updated))
+        return updated

@@ -14,7 +14,7 @@ applies it::
 The inner optimizer then applies ``g`` with its own rule and learning rate; LARS takes over its
 weight decay and loss-scale division. The per-layer math has three implementations, chosen once at
 construction: on Ascend MindSpore's fused ``SquareSumAll`` + ``LARSUpdate`` (``_ascend.py``); and,
-side by side below, on the CPU one C++ kernel per layer (``kernels/lars_cpu.cc``, compiled at install);
+side by side below, on the CPU one C++ kernel call per layer (``kernels/lars_cpu.cc``, compiled at install);
 elsewhere (GPU, or a CPU without the kernels) composed MindSpore ops. On the CPU kernel path,
 LARS(nn.Momentum), the ResNet recipe, does not rewrite gradients for Momentum to apply: one kernel
 call runs the whole step of every layer (norms, ratio, decay, momentum, weight), with the same
@@ -26,17 +26,18 @@ the device (``telemetry.py``).
 import numpy as np
 from mindspore import Parameter, Tensor, jit, nn
 from mindspore import dtype as mstype
+from mindspore.experimental.optim import Optimizer as ExperimentalOptimizer
 from mindspore.nn.optim.optimizer import Optimizer
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
-from ms_lars._checks import (check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
+from ms_lars._checks import (check_bool, check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
                              gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
 from ms_lars._trust_ratio import clip_by_learning_rate, l2_norm, lars_trust_ratio, to_float32
-from ms_lars.telemetry import RecordsTrustRatios, check_record_trust_ratio, record_row, write_record
+from ms_lars.telemetry import RecordsTrustRatios, record_row, write_record
 
 # Per-layer gradient rewrite, three implementations with one signature:
 # (record, coefficient, epsilon, use_clip, inverse_loss_scale, lr, weight_decay, decay_flag, lars_flag,
@@ -145,6 +146,40 @@ def _fuses_with(optimizer):
             and optimizer.momentum.dtype == mstype.float32)
 
 
+def _check_arguments(optimizer, epsilon, coefficient, use_clip, lars_filter, record_trust_ratio):
+    """LARS's arguments, refused as nn.LARS refuses them, naming the argument."""
+    if not isinstance(optimizer, Optimizer):
+        hint = (" ms_lars.experimental.Lars is LARS for mindspore.experimental.optim (the PyTorch-style API)."
+                if isinstance(optimizer, ExperimentalOptimizer) else "")
+        raise TypeError(f"For 'LARS', the type of 'optimizer' must be mindspore.nn.Optimizer, but got "
+                        f"{type(optimizer).__name__}.{hint}")
+    check_non_negative_finite_float("LARS", "epsilon", epsilon)
+    check_non_negative_finite_float("LARS", "coefficient", coefficient)
+    check_bool("LARS", "use_clip", use_clip)
+    if not callable(lars_filter):
+        raise TypeError(f"For 'LARS', 'lars_filter' must be callable, but got {type(lars_filter).__name__}.")
+    check_bool("LARS", "record_trust_ratio", record_trust_ratio)
+    check_parameter_dtypes("LARS", optimizer.parameters)
+
+
+def _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter):
+    """(init_params, init_args): what nn.Optimizer's opt_init_args_register records, recorded after
+    validation. An inner optimizer built from a generator recorded that generator, spent by now."""
+    inner_params = getattr(optimizer, "init_params", {}).get("params")
+    init_params = {"params": inner_params if isinstance(inner_params, (list, tuple)) else list(optimizer.parameters)}
+    return init_params, {"epsilon": epsilon, "coefficient": coefficient, "use_clip": use_clip,
+                         "lars_filter": lars_filter}
+
+
+def _take_over_decay_and_loss_scale(optimizer):
+    """Switch off the inner optimizer's weight decay and loss-scale division: LARS does them."""
+    optimizer.exec_weight_decay = False
+    optimizer.decay_flags = tuple(False for _ in optimizer.decay_flags)
+    optimizer.dynamic_weight_decay = False
+    optimizer.dynamic_decay_flags = tuple(False for _ in optimizer.decay_flags) if optimizer.is_group else False
+    optimizer.need_scale = False
+
+
 class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
     r"""Layer-wise adaptive rate scaling around any MindSpore optimizer.
 
@@ -156,11 +191,11 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
     optimizer's learning rate :math:`\gamma`, weight decay :math:`\lambda` and loss scale :math:`S`:
 
     .. math::
-        egin{aligned}
-        g &\leftarrow g / S\
-        r &= rac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}
-             	ext{, or } 1 	ext{ where } \|w\| = 0 	ext{ or } \|g\| = 0\
-        r &\leftarrow \min(r / \gamma, 1) 	ext{ if use\_clip}\
+        \begin{aligned}
+        g &\leftarrow g / S\\
+        r &= \frac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}
+             \text{, or } 1 \text{ where } \|w\| = 0 \text{ or } \|g\| = 0\\
+        r &\leftarrow \min(r / \gamma, 1) \text{ if use\_clip}\\
         g &\leftarrow r (g + \lambda w)
         \end{aligned}
 
@@ -184,7 +219,8 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         - **gradients** (tuple[Tensor]) - the gradients of the inner optimizer's parameters.
 
     Outputs:
-        What the inner optimizer returns.
+        What the inner optimizer returns, on every path (``nn.Momentum``: a tuple of ``True``, one per
+        parameter), as ``nn.LARS`` does.
 
     Raises:
         TypeError: ``optimizer`` is not an ``nn.Optimizer``; ``epsilon`` or ``coefficient`` is not
@@ -212,38 +248,32 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
     def __init__(self, optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False,
                  lars_filter=lambda x: 'LayerNorm' not in x.name and 'bias' not in x.name, record_trust_ratio=False):
         # Validate everything before touching the inner optimizer: a refused LARS leaves it intact.
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"For 'LARS', the type of 'optimizer' must be mindspore.nn.Optimizer, but got "
-                            f"{type(optimizer).__name__}.")
-        check_non_negative_finite_float("LARS", "epsilon", epsilon)
-        check_non_negative_finite_float("LARS", "coefficient", coefficient)
-        if not isinstance(use_clip, bool):
-            raise TypeError(f"For 'LARS', the type of 'use_clip' must be bool, but got {type(use_clip).__name__} "
-                            f"({use_clip!r}).")
-        if not callable(lars_filter):
-            raise TypeError(f"For 'LARS', 'lars_filter' must be callable, but got {type(lars_filter).__name__}.")
-        check_record_trust_ratio("LARS", record_trust_ratio)
-        check_parameter_dtypes("LARS", optimizer.parameters)
+        _check_arguments(optimizer, epsilon, coefficient, use_clip, lars_filter, record_trust_ratio)
         lars_flags = tuple(bool(lars_filter(param)) for param in optimizer.parameters)
-
-        # nn.Optimizer insists on making parameters of its own (a placeholder, a learning rate, a
-        # step). LARS shares the inner optimizer's instead, so they are dropped before any checkpoint.
-        super().__init__(0.0, [Parameter(Tensor(0.0, mstype.float32), name="lars_placeholder")])
-        for own in ("lars_placeholder", "learning_rate", "global_step"):
-            del self._params[own]
-        # What nn.Optimizer's opt_init_args_register records, recorded after validation.
-        # An inner optimizer built from a generator recorded that generator, spent by now.
-        inner_params = getattr(optimizer, "init_params", {}).get("params")
-        self.init_params = {"params": inner_params if isinstance(inner_params, (list, tuple))
-                            else list(optimizer.parameters)}
-        self.init_args = {"epsilon": epsilon, "coefficient": coefficient, "use_clip": use_clip,
-                          "lars_filter": lars_filter}
+        self._drop_own_parameters()
+        self.init_params, self.init_args = _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter)
         self.opt = optimizer
         self.epsilon = epsilon
         self.coefficient = coefficient
         self.use_clip = use_clip
         self.lars_flag = lars_flags
-        # LARS reads the inner optimizer's schedule (lr, weight decay, loss scale, step) ...
+        self._share_schedule(optimizer)
+        _take_over_decay_and_loss_scale(optimizer)
+        self.path, self._lars_gradient = _choose_lars_gradient()
+        self._all_layers = self._ascend_layers(record_trust_ratio)
+        self._set_up_fused_momentum(optimizer)
+        self._init_trust_ratio_record(record_trust_ratio, self.parameters)
+        self._init_jit_executor_call()
+
+    def _drop_own_parameters(self):
+        """nn.Optimizer insists on making parameters of its own (a placeholder, a learning rate, a
+        step). LARS shares the inner optimizer's instead, so they are dropped before any checkpoint."""
+        super().__init__(0.0, [Parameter(Tensor(0.0, mstype.float32), name="lars_placeholder")])
+        for own in ("lars_placeholder", "learning_rate", "global_step"):
+            del self._params[own]
+
+    def _share_schedule(self, optimizer):
+        """LARS reads the inner optimizer's parameters and schedule: lr, weight decay, loss scale, step."""
         self.parameters = optimizer.parameters
         self._parameters = optimizer.parameters
         self._user_parameters = [param.name for param in self.parameters]
@@ -259,32 +289,28 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         self.decay_flags = optimizer.decay_flags
         self.loss_scale = optimizer.loss_scale
         self.inverse_loss_scale = 1.0 / optimizer.loss_scale
-        # ... and takes over its weight decay and loss-scale division.
-        optimizer.exec_weight_decay = False
-        optimizer.decay_flags = tuple(False for _ in optimizer.decay_flags)
-        optimizer.dynamic_weight_decay = False
-        optimizer.dynamic_decay_flags = (tuple(False for _ in optimizer.decay_flags) if optimizer.is_group
-                                         else False)
-        optimizer.need_scale = False
-        self.path, self._lars_gradient = _choose_lars_gradient()
-        # On Ascend the guard runs for all layers at once (fewer kernel launches), in one cell.
-        self._all_layers = None
-        if isinstance(self._lars_gradient, _ascend.AscendKernels):
-            self._all_layers = _ascend.LarsGradients(self._lars_gradient, self.parameters, coefficient, epsilon,
-                                                     use_clip, self.inverse_loss_scale, self.decay_flags, lars_flags,
-                                                     record_trust_ratio, self.is_group_lr, self.weight_decay,
-                                                     self.dynamic_weight_decay)
-        # The kernel path runs LARS(nn.Momentum) as one fused kernel per layer; any other inner
-        # optimizer (and every other path) gets the rewritten gradients.
+
+    def _ascend_layers(self, record_trust_ratio):
+        """On Ascend, the guard for all layers at once (fewer kernel launches), in one cell; else None."""
+        if not isinstance(self._lars_gradient, _ascend.AscendKernels):
+            return None
+        return _ascend.LarsGradients(
+            self._lars_gradient, self.parameters, coefficient=self.coefficient, epsilon=self.epsilon,
+            use_clip=self.use_clip, inverse_loss_scale=self.inverse_loss_scale, decay_flags=self.decay_flags,
+            lars_flags=self.lars_flag, record=record_trust_ratio, is_group_lr=self.is_group_lr,
+            weight_decay=self.weight_decay, dynamic_weight_decay=self.dynamic_weight_decay)
+
+    def _set_up_fused_momentum(self, optimizer):
+        """The kernel path runs LARS(nn.Momentum) as one kernel call for all layers; any other inner
+        optimizer (and every other path) gets the rewritten gradients."""
         self._fused_kernel = _fused_momentum_kernel(optimizer) if self.path == "kernel" else None
         self.fused_momentum = self._fused_kernel is not None
         if self.fused_momentum:
-            self._layer_flags = Tensor(np.array([[decay, lars] for decay, lars in zip(self.decay_flags, lars_flags)],
+            self._momentum_success = tuple(True for _ in self.parameters)
+            self._layer_flags = Tensor(np.array([[decay, lars] for decay, lars in zip(self.decay_flags, self.lars_flag)],
                                                 np.float32).reshape(-1, 2))
-            self._kernel_constants = Tensor(np.array([coefficient, epsilon, self.inverse_loss_scale, use_clip,
-                                                      optimizer.use_nesterov], np.float32))
-        self._init_trust_ratio_record(record_trust_ratio, self.parameters)
-        self._init_jit_executor_call()
+            self._kernel_constants = Tensor(np.array([self.coefficient, self.epsilon, self.inverse_loss_scale,
+                                                      self.use_clip, optimizer.use_nesterov], np.float32))
 
     @jit
     def construct(self, gradients):
@@ -328,5 +354,6 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
                                     per_parameter_values(weight_decay), inner.momentum, self._layer_flags,
                                     self._kernel_constants)
         if self.record_trust_ratio:
-            return F.depend(record, F.assign(self.trust_ratio_record, record))
-        return record
+            record = F.depend(record, F.assign(self.trust_ratio_record, record))
+        # What nn.Momentum returns: True for each parameter, once its update is done.
+        return F.depend(self._momentum_success, record)

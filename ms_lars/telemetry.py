@@ -18,7 +18,6 @@ layer) takes steps far larger than the learning rate suggests.
 import csv
 import math
 import numbers
-import os
 
 import numpy as np
 from mindspore import Parameter, Tensor
@@ -42,13 +41,6 @@ def record_row(weight_norm, other_norm, trust_ratio):
 def write_record(record, rows):
     """Stack the step's rows (one per parameter) into the optimizer's record, in place."""
     return F.assign(record, _stack(rows))
-
-
-def check_record_trust_ratio(optimizer, record_trust_ratio):
-    """TypeError unless the constructor's ``record_trust_ratio`` is a bool."""
-    if not isinstance(record_trust_ratio, bool):
-        raise TypeError(f"For '{optimizer}', the type of 'record_trust_ratio' must be bool, but got "
-                        f"{type(record_trust_ratio).__name__} ({record_trust_ratio!r}).")
 
 
 class RecordsTrustRatios:
@@ -86,8 +78,8 @@ class TrustRatioMonitor(Callback):
     Batch Training of Convolutional Networks", 2017, whose plots these are):
 
     .. math::
-        r_{	ext{LARS}} = rac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}, \qquad
-        r_{	ext{Lamb}} = rac{\|w\|}{\|u\|}
+        r_{\text{LARS}} = \frac{\eta \|w\|}{\|g\| + \lambda \|w\| + \epsilon}, \qquad
+        r_{\text{Lamb}} = \frac{\|w\|}{\|u\|}
 
     (1 where a norm is 0, after the clip). A layer whose ratio collapses toward 0 stops learning;
     one whose ratio explodes takes steps far larger than the learning rate suggests.
@@ -99,8 +91,10 @@ class TrustRatioMonitor(Callback):
     Args:
         optimizer (Union[ms_lars.LARS, ms_lars.Lamb]): constructed with ``record_trust_ratio=True``.
         every (int): read the record at steps ``every``, ``2 * every``, ... Default: ``1``.
-        csv_path (str): if given, append ``step,parameter,weight_norm,other_norm,trust_ratio`` rows
-            there (the file is created with its header, and flushed at every read). Default: ``None``.
+        csv_path (str): if given, write ``step,parameter,weight_norm,other_norm,trust_ratio`` rows
+            there: a fresh file with its header at the monitor's first read (a file already there is
+            replaced, never appended to, so two runs never mix), then rows appended and flushed at every
+            read. Default: ``None``.
         summary_record (mindspore.SummaryRecord): if given, log each parameter's trust ratio as the
             scalar ``trust_ratio/<parameter>`` at each read. Default: ``None``.
 
@@ -158,6 +152,7 @@ class TrustRatioMonitor(Callback):
         self.summary_record = summary_record
         self.history = {}
         self._last_step = 0
+        self._csv_started = False
 
     def update(self, step):
         """Read the record after optimizer step ``step`` (1-based) if a multiple of ``every`` was
@@ -186,11 +181,11 @@ class TrustRatioMonitor(Callback):
         return ratios
 
     def _append_csv(self, step, ratios):
-        new = not os.path.exists(self.csv_path) or os.path.getsize(self.csv_path) == 0
-        with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
+        with open(self.csv_path, "a" if self._csv_started else "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
-            if new:
+            if not self._csv_started:
                 writer.writerow(COLUMNS)
+                self._csv_started = True
             writer.writerows((step, name, *(repr(v) for v in values)) for name, values in ratios.items())
 
     # mindspore.train.Callback
@@ -204,7 +199,7 @@ def plot_trust_ratios(history, path=None, ax=None, title=None):
     one line per parameter of
 
     .. math::
-        r_t = 	ext{the trust ratio applied at step } t 	ext{ (TrustRatioMonitor)}
+        r_t = \text{the trust ratio applied at step } t \text{ (TrustRatioMonitor)}
 
     Non-positive or non-finite ratios are left out of the line (a log scale cannot show them).
 
