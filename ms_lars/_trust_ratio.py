@@ -1,7 +1,11 @@
-"""The one home of the layer-wise trust ratio shared by LARS and Lamb.
+"""The layer-wise trust ratio shared by LARS and Lamb, in composed MindSpore ops.
 
-Both optimizers scale a layer's update by a ratio of norms. This module holds the pieces they
-share, so that the two cannot drift apart:
+Both optimizers scale a layer's update by a ratio of norms. This module holds the pieces their
+composed-op paths share (and ms_lars.experimental reuses), so that the two cannot drift apart.
+It is one of the formula's copies: the C++ kernels (``kernels/lars_cpu.cc``'s FinishTrustRatio,
+``kernels/lamb_cpu.cc``'s LambLayers), the guard around Ascend's kernels (``_ascend.py``) and the
+float64 reference (``conformance/reference.py``) are the others. docs/formulas.md says which test
+holds each to the reference; a change to one is a change to all.
 
 * ``square_sum`` / ``l2_norm``: a tensor's float32 sum of squares and L2 norm (a two-stage
   reduction, see below);

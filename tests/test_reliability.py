@@ -1,4 +1,4 @@
-"""The SPEC's "Both" contract under stress, for LARS and for Lamb: loss scaling and overflow,
+"""The guarantees of docs/formulas.md under stress, for LARS and for Lamb: loss scaling and overflow,
 resuming from a checkpoint, mixed precision, and bad gradients."""
 import mindspore as ms
 import numpy as np

@@ -25,8 +25,8 @@ What each emulation follows:
 
   The kernel's outputs take the dtype of its gradient input, and lamb_fission.cc gives it the
   gradient cast to float32: the update stays float32. m and v are written in place in their own
-  dtype (the parameter's, on Ascend). So Ascend's Lamb carries the same zero-norm guard as the
-  SPEC: ms_lars adds none there.
+  dtype (the parameter's, on Ascend). So Ascend's Lamb carries the same zero-norm guard as
+  docs/formulas.md: ms_lars adds none there.
 """
 from contextlib import contextmanager
 

@@ -1,4 +1,4 @@
-"""Float64 NumPy implementations of the SPEC's formulas, independent of the code under test.
+"""Float64 NumPy implementations of the formulas of docs/formulas.md, independent of the code under test.
 
 Everything here is plain NumPy: LARS's gradient rewrite, the two inner optimizers the cases wrap
 (MindSpore's Momentum and SGD rules), and Lamb, and the error measure every comparison uses.
@@ -30,7 +30,7 @@ def lars_record(w, g, lr, wd, *, lars, coefficient, epsilon, use_clip, loss_scal
 
 
 def lars_gradient(w, g, lr, wd, *, lars, coefficient, epsilon, use_clip, loss_scale=1.0):
-    """SPEC "LARS": g / S, then ratio * (g + wd * w) for filtered layers (wd = 0 where decay is off)."""
+    """docs/formulas.md "LARS": g / S, then ratio * (g + wd * w) for filtered layers (wd = 0 where decay is off)."""
     g = np.asarray(g, np.float64) / loss_scale
     if not lars:
         return g
@@ -99,7 +99,7 @@ def run_lars(weights, grads_per_step, *, rule, lr_of, wd_of, decay_flags, lars_f
 
 
 def lamb_direction(w, m, v, g, t, wd, beta1, beta2, eps):
-    """SPEC "Lamb"'s new m, v and update u at step t (1-based), in float64.
+    """docs/formulas.md "Lamb"'s new m, v and update u at step t (1-based), in float64.
 
     Lamb holds beta1, beta2 and eps as float32 tensors, as nn.Lamb does, so the reference takes
     those values: 1 - 0.999 differs from 1 - float32(0.999) by 1.3e-5 relative."""
@@ -119,7 +119,7 @@ def lamb_record(w, u):
 
 
 def lamb_step(w, m, v, g, t, lr, wd, beta1, beta2, eps, records=None):
-    """One step of SPEC "Lamb" at step t (1-based); returns the new w, m, v in float64.
+    """One step of docs/formulas.md "Lamb" at step t (1-based); returns the new w, m, v in float64.
     ``records``: a list to which the step's ``lamb_record`` is appended."""
     w = np.asarray(w, np.float64)
     m, v, u = lamb_direction(w, m, v, g, t, wd, beta1, beta2, eps)
@@ -130,7 +130,7 @@ def lamb_step(w, m, v, g, t, lr, wd, beta1, beta2, eps, records=None):
 
 
 def run_lamb(weights, grads_per_step, *, lr_of, wd_of, decay_flags, beta1=0.9, beta2=0.999, eps=1e-6, records=None):
-    """SPEC "Lamb" over the gradient list; returns final weights, m and v. ``records``: a list to
+    """docs/formulas.md "Lamb" over the gradient list; returns final weights, m and v. ``records``: a list to
     which each step's ``[lamb_record per parameter]`` is appended."""
     weights = [np.asarray(w, np.float64) for w in weights]
     ms = [np.zeros_like(w) for w in weights]

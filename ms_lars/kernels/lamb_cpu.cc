@@ -1,4 +1,4 @@
-// Fused Lamb step on the CPU, in place, as MindSpore AOT custom ops. Formula: SPEC "Lamb".
+// Fused Lamb step on the CPU, in place, as MindSpore AOT custom ops. Formula: docs/formulas.md, "Lamb".
 //
 // LambStep(w, g, m, v, lr, beta1, beta2, eps, weight_decay, step) -> float32[3]: one float32
 //   parameter (w, m, v updated in place; scalars float32, step int32, the step being taken, 1 on

@@ -1,4 +1,4 @@
-// LARS for one float32 layer on the CPU, as MindSpore AOT custom ops. Formula: SPEC "LARS".
+// LARS for one float32 layer on the CPU, as MindSpore AOT custom ops. Formula: docs/formulas.md, "LARS".
 //
 // Every op takes the scalars lr, weight_decay, coefficient, epsilon, inverse_loss_scale, use_clip
 // (float32; use_clip is 0 or 1) after its tensors, and makes two passes: the squared norms of w
