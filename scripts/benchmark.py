@@ -20,7 +20,6 @@ import ctypes
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ PACKAGE_ENV = "MS_LARS_BENCHMARK_PACKAGE"
 sys.path.insert(0, os.environ.get(PACKAGE_ENV) or ROOT)
 import ms_lars  # noqa: E402
 from ms_lars import _native  # noqa: E402
-from ms_lars._kernel_build import compile_kernel  # noqa: E402
+from ms_lars._kernel_build import compile_kernel, find_compiler  # noqa: E402
 
 BANDWIDTH_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bandwidth.cc")
 
@@ -106,7 +105,7 @@ def measure_bandwidth(n_elements, repeats=20):
     """{copy, axpy, norm: GB/s} of loops over n_elements float32s, threaded and compiled like the kernels:
     the best of ``repeats`` (what the machine can do, as STREAM reports it; a median would let a
     noisy moment lower the bar the optimizers are measured against). None without a C++ compiler."""
-    compiler = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+    compiler = find_compiler()
     if compiler is None:
         return None
     with tempfile.TemporaryDirectory() as build:
