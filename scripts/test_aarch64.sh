@@ -21,9 +21,30 @@ trap 'rm -rf "$work"' EXIT
 "$ARM_PY" -m pip install -q "hypothesis>=6.100" >/dev/null 2>&1 || true   # (a venv older than aarch64_env.sh's)
 
 cd "$work"    # away from the source tree: the installed package is the one imported
-export CXX="$ARM_CXX" GLOG_v=3
-echo "== kernel and cache tests ($("$ARM_PY" -c 'import platform; print(platform.machine())'), emulated)"
-"$ARM_PY" -m pytest -q -p no:cacheprovider -o addopts="" --rootdir "$root" \
+export GLOG_v=3
+machine="$("$ARM_PY" -c 'import platform; print(platform.machine())')"
+echo "== kernel and cache tests ($machine, emulated; \$ARM_CXX as the host's g++)"
+CXX="$ARM_CXX" "$ARM_PY" -m pytest -q -p no:cacheprovider -o addopts="" --rootdir "$root" \
     "$root/tests/test_kernel_cache.py" "$root/tests/test_cpu_kernels.py"
-echo "== python -m ms_lars.check --modes pynative"
-"$ARM_PY" -m ms_lars.check --modes pynative
+
+# From here no compiler is reachable (CXX names none, ms_lars looks there first) and the cache is
+# empty: only the wheel's own kernels can give the kernel path.
+export CXX="$work/no-compiler/g++" MS_LARS_CACHE="$work/cache"
+echo "== one LARS and one Lamb step on the wheel's kernels, no compiler"
+"$ARM_PY" "$root/tests/kernel_step.py" > "$work/step.json"
+"$ARM_PY" - "$work/step.json" "$root/tests" <<'PY'
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from kernel_step import expected_weights
+step = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
+assert step["paths"] == ["kernel", "kernel"], step
+assert "site-packages" in step["package"] and all("site-packages" in lib for lib in step["libraries"]), step
+np.testing.assert_allclose(step["weights"], expected_weights(), rtol=1e-5)   # the float64 reference's step
+print(f"kernel step: paths {step['paths']}, libraries {[lib.rsplit('/', 1)[-1] for lib in step['libraries']]}")
+PY
+echo "== python -m ms_lars.check --modes pynative (no compiler)"
+"$ARM_PY" -m ms_lars.check --modes pynative | tee "$work/check.log"
+grep -q "path chosen by LARS and Lamb here: kernel" "$work/check.log" \
+    || { echo "test_aarch64: the check did not run on the wheel's kernels"; exit 1; }
+echo "test_aarch64: passed"
