@@ -20,7 +20,7 @@ KERNELS = runpy.run_path(os.path.join(HERE, "ms_lars", "_kernel_build.py"))
 
 
 class BuildKernels(build_ext):
-    """Compile ms_lars/kernels/*.cc into ms_lars/kernels/<kernel>-<digest>.so. Without a working
+    """Compile ms_lars/kernels/*.cc into ms_lars/kernels/<kernel>-<architecture>-<digest>.so. Without a working
     compiler the package still builds, with a warning: its kernels are then compiled at first use,
     or the composed-op path runs."""
 

@@ -3,7 +3,9 @@ the telemetry, and the gradient tuple a step is given (checked while the step co
 anything is written). Messages follow MindSpore's: "For 'LARS', the type of 'use_clip' must be ..."."""
 import math
 import numbers
+import typing
 from collections.abc import Iterable
+from typing import Any, Dict, Union
 
 from mindspore import Parameter, Tensor, get_context
 from mindspore import __version__ as ms_version
@@ -14,6 +16,10 @@ from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindspore.ops.primitive import _primexpr
+
+# The argument types the public constructors take (their type hints): what MindSpore's own accept.
+Params = Union[typing.Iterable[Parameter], typing.Iterable[Dict[str, Any]]]
+LearningRate = Union[float, int, Tensor, typing.Iterable[float], LearningRateSchedule]
 
 
 def check_non_negative_finite_float(optimizer, name, value):

@@ -16,6 +16,8 @@ the C++ kernels (LARS's per-layer rewrite, and Lamb's whole step where timm's fo
 docs/formulas.md); ``path`` says which runs, per group.
 On Ascend and GPU they run composed MindSpore ops.
 """
+from typing import Any, Dict, Optional, Tuple, Union
+
 import numpy as np
 from mindspore import Parameter, Tensor, jit
 from mindspore import dtype as mstype
@@ -26,7 +28,7 @@ from mindspore.ops import operations as P
 
 from ms_lars import lamb as _lamb
 from ms_lars import lars as _lars
-from ms_lars._checks import check_bool, check_number
+from ms_lars._checks import Params, check_bool, check_number
 from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, square_sum, to_float32
 
 __all__ = ["Lars", "Lamb"]
@@ -60,7 +62,7 @@ class _GroupsFixedAtConstruction:
     between steps, as PyTorch-style code changes them, and are checked again (and the path chosen
     again) at every step; groups cannot be added after construction, where their state is made."""
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
         """As ``mindspore.experimental.optim.Optimizer``'s while the constructor adds the groups;
         refused afterwards (RuntimeError)."""
         if not getattr(self, "_groups_fixed", False):
@@ -70,7 +72,7 @@ class _GroupsFixedAtConstruction:
                            f"Construct it with every group instead: {type(self).__name__}([group1, group2, ...]).")
 
     @property
-    def path(self):
+    def path(self) -> Union[str, Tuple[str, ...]]:
         """What runs on this device: ``"kernel"`` (the C++ CPU kernels) or ``"composed"`` (MindSpore
         ops) where every group takes it, else a tuple with each group's, in order."""
         paths = tuple("kernel" if self._uses_kernel(group, group_id) else "composed"
@@ -186,8 +188,9 @@ class Lars(_GroupsFixedAtConstruction, Optimizer):
         0.999 0.05
     """
 
-    def __init__(self, params, lr=1.0, momentum=0, dampening=0, weight_decay=0, nesterov=False, trust_coeff=0.001,
-                 eps=1e-8, trust_clip=False, always_adapt=False):
+    def __init__(self, params: Params, lr: Union[float, Tensor] = 1.0, momentum: float = 0, dampening: float = 0,
+                 weight_decay: float = 0, nesterov: bool = False, trust_coeff: float = 0.001, eps: float = 1e-8,
+                 trust_clip: bool = False, always_adapt: bool = False) -> None:
         defaults = dict(lr=_check_lr("Lars", lr), momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
                         always_adapt=always_adapt)
@@ -347,8 +350,10 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
         0.9
     """
 
-    def __init__(self, params, lr=1e-3, bias_correction=True, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01,
-                 grad_averaging=True, max_grad_norm=1.0, trust_clip=False, always_adapt=False, **timm_options):
+    def __init__(self, params: Params, lr: Union[float, Tensor] = 1e-3, bias_correction: bool = True,
+                 betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.01,
+                 grad_averaging: bool = True, max_grad_norm: Optional[float] = 1.0, trust_clip: bool = False,
+                 always_adapt: bool = False, **timm_options) -> None:
         for name, value in timm_options.items():
             if name not in _REFUSED_LAMB_OPTIONS:
                 raise TypeError(f"For 'Lamb', got an unexpected keyword argument '{name}'.")

@@ -22,16 +22,18 @@ With ``record_trust_ratio=True`` each step also records every parameter's norms 
 on the device (``telemetry.py``).
 """
 import functools
+from typing import Union
 
 import numpy as np
 from mindspore import Tensor, jit
+from mindspore.nn import Cell
 from mindspore import dtype as mstype
 from mindspore.nn.optim.optimizer import Optimizer, opt_init_args_register
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
-from ms_lars._checks import (check_bool, check_gradients, check_lamb_arguments, check_parameter_dtypes,
+from ms_lars._checks import (LearningRate, Params, check_bool, check_gradients, check_lamb_arguments, check_parameter_dtypes,
                              gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
@@ -206,8 +208,9 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     _support_parallel_optimizer = True
 
     @_keeping_signature(opt_init_args_register)
-    def __init__(self, params, learning_rate, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0,
-                 record_trust_ratio=False):
+    def __init__(self, params: Params, learning_rate: LearningRate, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-6, weight_decay: Union[float, int, Cell] = 0.0,
+                 record_trust_ratio: bool = False) -> None:
         params = check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
         check_bool("Lamb", "record_trust_ratio", record_trust_ratio)
         # opt_init_args_register recorded what was passed: a generator would be spent by now.

@@ -23,6 +23,8 @@ result and the same state.
 With ``record_trust_ratio=True`` each step also records every layer's norms and applied ratio on
 the device (``telemetry.py``).
 """
+from typing import Callable
+
 import numpy as np
 from mindspore import Parameter, Tensor, jit, nn
 from mindspore import dtype as mstype
@@ -245,8 +247,9 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         [0.999 0.999 0.999] [-0.1 -0.1]
     """
 
-    def __init__(self, optimizer, epsilon=1e-05, coefficient=0.001, use_clip=False,
-                 lars_filter=lambda x: 'LayerNorm' not in x.name and 'bias' not in x.name, record_trust_ratio=False):
+    def __init__(self, optimizer: Optimizer, epsilon: float = 1e-05, coefficient: float = 0.001, use_clip: bool = False,
+                 lars_filter: Callable[[Parameter], bool] = lambda x: 'LayerNorm' not in x.name and 'bias' not in x.name,
+                 record_trust_ratio: bool = False) -> None:
         # Validate everything before touching the inner optimizer: a refused LARS leaves it intact.
         _check_arguments(optimizer, epsilon, coefficient, use_clip, lars_filter, record_trust_ratio)
         lars_flags = tuple(bool(lars_filter(param)) for param in optimizer.parameters)

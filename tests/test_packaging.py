@@ -87,6 +87,7 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     assert sum(n.startswith("ms_lars/kernels/") and n.endswith(".so") for n in names) == 2, names
     # ... and their source, headers included, to rebuild one that is edited.
     assert {f"ms_lars/kernels/{name}" for name in (*kernel_build.SOURCES, *kernel_build.HEADERS)} <= set(names)
+    assert "ms_lars/py.typed" in names                           # type checkers read the hints
     python, venv = install_in_fresh_venv(tmp_path, wheel)
     step_without_a_compiler(python, venv, tmp_path)
 

@@ -54,6 +54,28 @@ def test_signatures_name_the_real_arguments():
     assert optimizer.init_args["beta1"] == 0.8
 
 
+PUBLIC_CALLABLES = [ms_lars.LARS, ms_lars.Lamb, ms_lars.TrustRatioMonitor, ms_lars.plot_trust_ratios,
+                    experimental.Lars, experimental.Lamb, ms_lars.TrustRatioMonitor.update,
+                    ms_lars.TrustRatioMonitor.read, ms_lars.LARS.trust_ratios, experimental.Lamb.add_param_group]
+
+
+@pytest.mark.parametrize("function", PUBLIC_CALLABLES, ids=lambda f: f.__qualname__)
+def test_public_names_carry_type_hints(function):
+    signature = inspect.signature(function)
+    unannotated = [name for name, p in signature.parameters.items() if p.annotation is inspect.Parameter.empty
+                   and name not in ("self", "ax", "summary_record") and p.kind is not p.VAR_KEYWORD]
+    assert not unannotated
+    assert signature.return_annotation is not inspect.Signature.empty
+
+
+def test_the_package_is_marked_typed_and_lists_what_experimental_exports():
+    import os
+    assert os.path.isfile(os.path.join(os.path.dirname(ms_lars.__file__), "py.typed"))
+    assert experimental.__all__ == ["Lars", "Lamb"]
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")) as f:
+        assert '"py.typed"' in f.read()          # and it ships (package_data)
+
+
 # ------------------------------------------------------------------------------ return values
 
 def one_layer():
@@ -98,6 +120,17 @@ def test_lamb_keeps_float32_moments_for_float16_parameters_on_the_cpu_paths(cpu_
     optimizer = ms_lars.Lamb(half_parameters(), 0.1)
     assert optimizer.parameters[0].dtype == ms.float16
     assert optimizer.moments1[0].dtype == ms.float32 and optimizer.moments2[0].dtype == ms.float32
+
+
+def test_readme_says_what_each_path_stores_for_float16_parameters():
+    # It said "weights and moments are stored in the parameter's dtype", which the CPU paths do not do.
+    import os
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+              encoding="utf-8") as f:
+        readme = " ".join(f.read().split())
+    assert "weights and moments are stored in the parameter's dtype" not in readme
+    assert "moments (`lamb_m.*`, `lamb_v.*`) are float32 on the CPU and GPU paths" in readme
+    assert "in the parameter's dtype on Ascend" in readme
 
 
 def test_float16_checkpoints_move_from_nn_lamb_and_back(tmp_path):
