@@ -3,12 +3,9 @@
 ``nn.Cell`` runs such a call through its graph executor, which takes time growing with the square
 of the length of the gradient tuple before any work is done. (``nn.Optimizer`` broadens the tuple so
 that new gradient tensors do not compile the graph again; the executor then handles it element by
-element against the whole.) Measured with MindSpore 2.10 on the CPU (``scripts/call_overhead.py``),
-a cell that adds two of its gradients takes 1.0-2.2 ms for 20 gradients, 12-20 ms for ResNet-50's
-161 and 37-52 ms for 320 (without broadening: 0.6, 2.1 and 3.7 ms, but a compile per step).
-MindSpore's jit executor, which runs the same compiled ``construct`` in PyNative mode, takes 0.9-1.6,
-5.9-6.8 and 8.8-10.4 ms; a LARS step on 161 four-element tensors takes 7.0-8.5 ms through it against
-13.9-15.1 ms.
+element against the whole.) MindSpore's jit executor, which runs the same compiled ``construct`` in
+PyNative mode, takes time growing linearly with it. ``scripts/call_overhead.py`` times both; its
+figures are in docs/speed.md ("The call").
 
 So a call from Python in graph mode runs ``construct`` through the jit executor, as PyNative mode
 does: the same graph, compiled once for new gradient tensors as before, the same results. Inside
