@@ -20,19 +20,24 @@ trap 'rm -rf "$work"' EXIT
 "$ARM_PY" -m pip install -q --no-deps --force-reinstall "$work"/wheels/*aarch64.whl
 "$ARM_PY" -m pip install -q "hypothesis>=6.100" >/dev/null 2>&1 || true   # (a venv older than aarch64_env.sh's)
 
-cd "$work"    # away from the source tree: the installed package is the one imported
+# The tests, away from the source tree (a copy: the root conftest.py would put the tree on sys.path),
+# so that the installed package is the one imported.
+mkdir -p "$work/tests"
+cp "$root"/tests/*.py "$work/tests/"
+cp "$root/conftest.py" "$work/"
+cd "$work"
 export GLOG_v=3
 machine="$("$ARM_PY" -c 'import platform; print(platform.machine())')"
 echo "== kernel and cache tests ($machine, emulated; \$ARM_CXX as the host's g++)"
-CXX="$ARM_CXX" "$ARM_PY" -m pytest -q -p no:cacheprovider -o addopts="" --rootdir "$root" \
-    "$root/tests/test_kernel_cache.py" "$root/tests/test_cpu_kernels.py"
+CXX="$ARM_CXX" "$ARM_PY" -m pytest -q -p no:cacheprovider -o addopts="" \
+    tests/test_kernel_cache.py tests/test_cpu_kernels.py
 
 # From here no compiler is reachable (CXX names none, ms_lars looks there first) and the cache is
 # empty: only the wheel's own kernels can give the kernel path.
 export CXX="$work/no-compiler/g++" MS_LARS_CACHE="$work/cache"
 echo "== one LARS and one Lamb step on the wheel's kernels, no compiler"
-"$ARM_PY" "$root/tests/kernel_step.py" > "$work/step.json"
-"$ARM_PY" - "$work/step.json" "$root/tests" <<'PY'
+"$ARM_PY" tests/kernel_step.py > "$work/step.json"
+"$ARM_PY" - "$work/step.json" "$work/tests" <<'PY'
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
