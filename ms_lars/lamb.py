@@ -179,8 +179,8 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
 
     Outputs:
         tuple[bool], ``True`` for each parameter once its update is done, on every path: what
-        ``nn.Lamb`` documents. (Not the parameters: a step called from Python would copy every one
-        of them out of the graph, some 20 ms a step at ResNet-50 size on the CPU.)
+        ``nn.Lamb`` documents. (Not the parameters: a step called from Python would then copy every
+        one of them out of the graph; docs/speed.md.)
 
     Raises:
         TypeError: ``learning_rate`` is none of the accepted types; an element of ``params`` is

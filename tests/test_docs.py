@@ -63,6 +63,7 @@ def test_readme_cn_uses_mindsporess_chinese_terms():
     for wrong in ("截断", "CPU 内核", "C++ 内核", "主任务", "裸的", "裸算子"):
         assert wrong not in chinese, wrong
     assert not re.search(r"(?<!静态)(?<!动态)图模式", chinese)
+    assert not re.search(r"(?<!信任)系数", chinese)          # a bare 系数 was the ratio too
 
 
 EXPORTED = [getattr(ms_lars, name) for name in ms_lars.__all__ if name != "__version__"] + \
