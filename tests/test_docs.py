@@ -89,3 +89,18 @@ def test_exported_names_have_mindsporess_docstring_sections(obj):
         if parameter.default is not inspect.Parameter.empty:
             entry = re.search(rf"^( +){name} \(.*?(?=^\1\w+ \(|\Z)", args, re.S | re.M)
             assert entry and "Default:" in entry.group(0), name
+
+
+def test_measured_speed_figures_live_in_docs_speed_md_alone():
+    speed = read("docs/speed.md")
+    for readme, title, end in (("README.md", "## Speed", "### Kernel launches on Ascend"),
+                               ("README_CN.md", "## 速度", "### Ascend 上的内核启动次数")):
+        text = read(readme)
+        section = text[text.index(title):text.index(end)]
+        # Every ratio and range README quotes there is one docs/speed.md gives.
+        quoted = set(re.findall(r"\b\d\.\d\d(?:-\d\.\d\d)?\b", section))
+        assert quoted and all(figure in speed for figure in quoted), sorted(f for f in quoted if f not in speed)
+        assert "| 76.0 |" not in text and "0.94-1.03" not in text     # the old table and record cost, copied
+    # Nothing else keeps a copy: no millisecond or ratio figures in the code's docstrings or the CHANGELOG.
+    for name in ("ms_lars/_graph_call.py", "ms_lars/lamb.py", "ms_lars/lars.py", "CHANGELOG.md"):
+        assert not re.search(r"\d\.\d+ ms|\b0\.\d\d-0\.\d\dx|\b0\.\d\dx `nn\.", read(name)), name
