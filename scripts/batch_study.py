@@ -12,7 +12,7 @@ SGD, sent LARS and momentum to chance accuracy from batch 512 on in trial runs: 
 network, schedule and training loop (``mindspore.train.Model`` in graph mode) are
 scripts/train.py's (``--data mnist1d --lr-scaling sqrt``).
 
-    python scripts/batch_study.py --quick     # 3 batch sizes, 1 seed, 15 epochs: about 3 minutes on 2 cores
+    python scripts/batch_study.py --quick     # 3 batch sizes, 1 seed, 15 epochs: about 2 minutes on 2 cores
     python scripts/batch_study.py             # docs/batch_study.png and docs/batch_study.md
 
 It writes a figure (test accuracy at the last epoch against the batch size, log2 axis, one line per
