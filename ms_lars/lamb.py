@@ -33,8 +33,8 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
-from ms_lars._checks import (LearningRate, Params, check_bool, check_gradients, check_lamb_arguments, check_parameter_dtypes,
-                             gradient_signature)
+from ms_lars._checks import (LearningRate, Params, check_bool, check_gradients, check_lamb_arguments,
+                             check_parameter_dtypes, gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
 from ms_lars._native import cpu_kernel, per_parameter_values
 from ms_lars._trust_ratio import l2_norm, lamb_direction, lamb_trust_ratio, to_float32

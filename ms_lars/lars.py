@@ -247,7 +247,8 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         [0.999 0.999 0.999] [-0.1 -0.1]
     """
 
-    def __init__(self, optimizer: Optimizer, epsilon: float = 1e-05, coefficient: float = 0.001, use_clip: bool = False,
+    def __init__(self, optimizer: Optimizer, epsilon: float = 1e-05, coefficient: float = 0.001,
+                 use_clip: bool = False,
                  lars_filter: Callable[[Parameter], bool] = lambda x: 'LayerNorm' not in x.name and 'bias' not in x.name,
                  record_trust_ratio: bool = False) -> None:
         # Validate everything before touching the inner optimizer: a refused LARS leaves it intact.

@@ -3,6 +3,7 @@ float16 checkpoints with nn.Lamb, the experimental classes' ``path`` and groups,
 wrong optimizer type, and the trust-ratio CSV."""
 import csv
 import inspect
+import os
 import pydoc
 import re
 import warnings
@@ -16,6 +17,8 @@ from mindspore.experimental import optim as experimental_optim
 import ms_lars
 import ms_lars.experimental as experimental
 from ms_lars.conformance.reference import run_lamb
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 EXPORTED = {**{f"ms_lars.{name}": getattr(ms_lars, name) for name in ms_lars.__all__ if name != "__version__"},
             **{f"ms_lars.experimental.{name}": getattr(experimental, name) for name in experimental.__all__}}
@@ -69,10 +72,9 @@ def test_public_names_carry_type_hints(function):
 
 
 def test_the_package_is_marked_typed_and_lists_what_experimental_exports():
-    import os
     assert os.path.isfile(os.path.join(os.path.dirname(ms_lars.__file__), "py.typed"))
     assert experimental.__all__ == ["Lars", "Lamb"]
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup.py")) as f:
+    with open(os.path.join(ROOT, "setup.py")) as f:
         assert '"py.typed"' in f.read()          # and it ships (package_data)
 
 
@@ -126,9 +128,7 @@ def test_lamb_keeps_float32_moments_for_float16_parameters_on_the_cpu_paths(cpu_
 
 def test_readme_says_what_each_path_stores_for_float16_parameters():
     # It said "weights and moments are stored in the parameter's dtype", which the CPU paths do not do.
-    import os
-    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
-              encoding="utf-8") as f:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = " ".join(f.read().split())
     assert "weights and moments are stored in the parameter's dtype" not in readme
     assert "moments (`lamb_m.*`, `lamb_v.*`) are float32 on the CPU and GPU paths" in readme
