@@ -2,6 +2,7 @@
 
     python scripts/benchmark.py                 # both sizes, the table
     python scripts/benchmark.py --sizes resnet50 --repeats 9 --json bench.json
+    python scripts/benchmark.py --sizes resnet50 --wheel A.whl --wheel B.whl --rounds 5   # builds in turn
 
 For each parameter list (ResNet-50's 161 tensors, 25.6M parameters; BERT-base's 199 tensors,
 110M parameters, real shapes and names) it times one optimizer step, on fixed gradients:
@@ -13,7 +14,10 @@ compared taken in turn, after a warm-up), in graph mode and in PyNative mode, th
 bandwidth achieved on the bytes the step must at least move, as a fraction of this machine's
 memory bandwidth: the best of 20 axpys over arrays of the same size, in C++ on the kernels' threads with the
 kernels' compiler flags (``scripts/bandwidth.cc``; copy and norm are printed beside it).
-Machines are noisy: compare the ratios, not the milliseconds, across machines.
+Machines are noisy: compare the ratios, not the milliseconds, across machines. ``--wheel`` adds a
+build (a wheel's kernels, measured in a second process); ``--rounds N`` measures every build N
+times, in turn and in a rotating order, so that the machine's drift over minutes falls on all of
+them alike, and prints each figure's median over the rounds with the rounds' step ratios.
 """
 import argparse
 import ctypes
@@ -226,10 +230,35 @@ def measure_wheel(wheel, argv):
     return [dict(row, build=build) for row in measured["rows"]]
 
 
+def median_rows(rows):
+    """One row per build, size and optimizer: each figure's median over the rounds, and the rounds'
+    step ratios, in round order, as ``step_ratios``."""
+    groups = {}
+    for row in rows:
+        groups.setdefault((row["build"], row["size"], row["optimizer"]), []).append(row)
+    merged = []
+    for group in groups.values():
+        row = dict(group[0])
+        for key, value in group[0].items():
+            if isinstance(value, float):
+                row[key] = statistics.median(r[key] for r in group)
+        row["step_ratios"] = [r["step_ratio"] for r in group]
+        merged.append(row)
+    return merged
+
+
 def print_table(rows):
-    for build in dict.fromkeys(r["build"] for r in rows):
-        print(f"== ms_lars from the {build}")
-        print_build_table([r for r in rows if r["build"] == build])
+    rounds = len({r.get("round", 0) for r in rows})
+    merged = median_rows(rows)
+    for build in dict.fromkeys(r["build"] for r in merged):
+        print(f"== ms_lars from the {build}" + (f": medians over {rounds} rounds" if rounds > 1 else ""))
+        build_rows = [r for r in merged if r["build"] == build]
+        print_build_table(build_rows)
+        if rounds > 1:
+            for r in build_rows:
+                if r["optimizer"] != r["baseline"]:
+                    print(f"  {r['size']} {r['optimizer']}: x base by round "
+                          + " ".join(f"{ratio:.2f}" for ratio in r["step_ratios"]))
 
 
 def print_build_table(rows):
@@ -260,20 +289,30 @@ def main(argv=None):
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     parser.add_argument("--no-cpu-kernels", action="store_true",
                         help="measure ms_lars's composed-op path (what GPUs and CPUs without g++ run)")
-    parser.add_argument("--wheel", metavar="WHEEL",
-                        help="also measure the kernels of this wheel (scripts/build_wheels.py), in a second process "
-                             "right after the source tree's, with the same arguments; the table shows both")
+    parser.add_argument("--wheel", metavar="WHEEL", action="append", default=[],
+                        help="also measure the kernels of this wheel (scripts/build_wheels.py, or an earlier "
+                             "version's), in a second process right after the source tree's, with the same "
+                             "arguments; may be given more than once; the table shows every build")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="measure the source tree and every wheel this many times, in turn (the order rotating "
+                             "from round to round), and print the medians over the rounds")
     args = parser.parse_args(argv)
     if args.no_cpu_kernels:
         os.environ["MS_LARS_NO_CPU_KERNELS"] = "1"
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, but got {args.rounds}")
     ms.set_device("CPU")
-    rows = [dict(row, build="source tree" if PACKAGE_ENV not in os.environ else "wheel")
-            for size in args.sizes for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]
+    same = ["--sizes", *args.sizes, "--repeats", str(args.repeats), "--pynative-repeats",
+            str(args.pynative_repeats), "--steps", str(args.steps)] + (["--no-cpu-kernels"] * args.no_cpu_kernels)
+    this_build = "source tree" if PACKAGE_ENV not in os.environ else "wheel"
+    builds = [lambda: [dict(row, build=this_build) for size in args.sizes
+                       for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]]
+    builds += [lambda wheel=wheel: measure_wheel(wheel, same) for wheel in args.wheel]
+    rows = []
+    for round_ in range(args.rounds):
+        for i in range(len(builds)):
+            rows += [dict(row, round=round_) for row in builds[(round_ + i) % len(builds)]()]
     kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
-    if args.wheel:
-        same = ["--sizes", *args.sizes, "--repeats", str(args.repeats), "--pynative-repeats",
-                str(args.pynative_repeats), "--steps", str(args.steps)] + (["--no-cpu-kernels"] * args.no_cpu_kernels)
-        rows += measure_wheel(args.wheel, same)
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
     print(f"kernel threads: {os.environ.get('OMP_NUM_THREADS') or 'one per CPU of the affinity mask'} "
@@ -282,7 +321,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"mindspore": ms.__version__, "cores": os.cpu_count(), "path": path, "kernels": kernels,
-                       "rows": rows}, f, indent=2)
+                       "rows": rows, "medians": median_rows(rows)}, f, indent=2)
     return rows
 
 
