@@ -55,15 +55,9 @@ for cell in $cells; do
       || ! "$venv/bin/python" -m pip install -q "mindspore==$mindspore" "numpy<2" "pytest>=7" "hypothesis>=6.100" "$wheel"; then
     result="FAILED (install)"
   else
-    (cd "$work" && "$venv/bin/python" tests/kernel_step.py) > "$work/step.json" \
-      && "$venv/bin/python" - "$work/step.json" "$venv" <<'EOF' || result="FAILED (kernel step)"
-import json, sys
-step = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
-venv = sys.argv[2]
-assert step["paths"] == ["kernel", "kernel"], step
-assert step["package"].startswith(venv) and all(lib.startswith(venv) for lib in step["libraries"]), step
-print(f"kernel step: paths {step['paths']}, libraries from the wheel")
-EOF
+    (cd "$work" && "$venv/bin/python" tests/kernel_step.py --expect-installed) > "$work/step.log" 2>&1 \
+      || result="FAILED (kernel step)"
+    tail -n 1 "$work/step.log"
     if [ "$result" = passed ]; then
       (cd "$work" && "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_lars_api.py tests/test_lamb_api.py) \
         > "$work/tests.log" 2>&1 || result="FAILED (tests)"

@@ -1,7 +1,13 @@
 """One step of LARS(nn.Momentum) and of Lamb on the CPU, run as a script in another process (a
 wheel's venv, an emulated aarch64 Python, a shared kernel cache). Prints one JSON line: the paths
 chosen, where ms_lars and its kernel libraries came from, and each updated weight, which
-``expected_weights()`` gives from the float64 reference."""
+``expected_weights()`` gives from the float64 reference.
+
+    python tests/kernel_step.py                     # the JSON line
+    python tests/kernel_step.py --expect-installed  # and exit 1 unless an installed ms_lars stepped
+                                                    # on its own kernels, to the reference's weights
+
+The second is how scripts/test_matrix.sh and scripts/test_aarch64.sh check a wheel they installed."""
 import json
 import os
 import platform
@@ -56,12 +62,41 @@ def step_both():
             "weights": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}
 
 
-def main():
+def installed_kernel_step_problems(step):
+    """What is wrong with ``step`` (step_both()'s) for an installed wheel: not the kernel path on both,
+    ms_lars or a kernel library from outside this interpreter's site-packages, or weights away from
+    the float64 reference's; [] where nothing is."""
+    import sysconfig
+    site = os.path.realpath(sysconfig.get_paths()["purelib"])
+    inside = lambda path: os.path.realpath(path).startswith(site + os.sep)  # noqa: E731
+    problems = []
+    if step["paths"] != ["kernel", "kernel"]:
+        problems.append(f"paths {step['paths']}, not ['kernel', 'kernel']")
+    if not inside(step["package"]):
+        problems.append(f"ms_lars imported from {step['package']}, not from {site}")
+    outside = [library for library in step["libraries"] if not inside(library)]
+    if outside or not step["libraries"]:
+        problems.append(f"kernel libraries {outside or 'none'} are not the installed package's")
+    if not np.allclose(step["weights"], expected_weights(), rtol=1e-5, atol=0.0):
+        problems.append(f"weights {step['weights']}, the float64 reference's {expected_weights()}")
+    return problems
+
+
+def main(argv):
     import logging
     logging.basicConfig(level=logging.INFO)   # ms_lars's "building ..." lines reach stderr, for the callers to see
-    print(json.dumps(step_both()))
+    step = step_both()
+    print(json.dumps(step))
+    if "--expect-installed" in argv:
+        problems = installed_kernel_step_problems(step)
+        if problems:
+            print("kernel step FAILED: " + "; ".join(problems))
+            return 1
+        print(f"kernel step ({step['machine']}): paths {step['paths']}, the installed wheel's libraries "
+              f"{[os.path.basename(library) for library in step['libraries']]}, weights as the float64 reference's")
+    return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, os.getcwd())
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -19,7 +19,7 @@ import pytest
 
 import ms_lars
 import ms_lars._kernel_build as kernel_build
-from kernel_step import emulated_aarch64_python, expected_weights
+from kernel_step import emulated_aarch64_python, expected_weights, installed_kernel_step_problems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -56,10 +56,12 @@ def step_without_a_compiler(python, installed_at, tmp_path, extra_env=()):
     """kernel_step.py run by ``python`` where no compiler is reachable; its JSON, checked: the kernel
     path, libraries from the installation, nothing compiled, the weights the reference gives."""
     env = dict(no_compiler_env(tmp_path), **dict(extra_env))
-    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=900)
-    assert ran.returncode == 0, ran.stderr[-3000:]
-    result = json.loads(ran.stdout.strip().splitlines()[-1])
+    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), "--expect-installed"], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=900)
+    # --expect-installed: exit 1 unless the kernel path ran on the installation's libraries and the
+    # weights are the float64 reference's (the check scripts/test_matrix.sh and test_aarch64.sh make).
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
+    result = json.loads(ran.stdout.strip().splitlines()[-2])
     assert result["paths"] == ["kernel", "kernel"], ran.stderr[-3000:]
     assert result["package"].startswith(installed_at)
     assert len(result["libraries"]) == 2 and all(lib.startswith(installed_at) for lib in result["libraries"])
@@ -90,6 +92,27 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     assert "ms_lars/py.typed" in names                           # type checkers read the hints
     python, venv = install_in_fresh_venv(tmp_path, wheel)
     step_without_a_compiler(python, venv, tmp_path)
+
+
+def test_the_installed_kernel_step_check_refuses_a_source_tree(tmp_path):
+    # What scripts/test_matrix.sh and test_aarch64.sh rely on: run from the source tree (this
+    # environment's editable install), the step is not an installed wheel's, and the check says so.
+    ran = subprocess.run([sys.executable, os.path.join(HERE, "kernel_step.py"), "--expect-installed"], cwd=ROOT,
+                         env=dict(os.environ, GLOG_v="3"), capture_output=True, text=True, timeout=900)
+    assert ran.returncode == 1, ran.stdout[-2000:] + ran.stderr[-2000:]
+    verdict = ran.stdout.strip().splitlines()[-1]
+    assert verdict.startswith("kernel step FAILED: ") and "ms_lars imported from " + ROOT in verdict, verdict
+
+
+def test_the_installed_kernel_step_check_names_each_problem():
+    site_dir = sysconfig.get_paths()["purelib"]
+    good = {"paths": ["kernel", "kernel"], "package": os.path.join(site_dir, "ms_lars", "__init__.py"),
+            "libraries": [os.path.join(site_dir, "ms_lars", "kernels", "lars_cpu-x.so")], "weights": expected_weights()}
+    assert installed_kernel_step_problems(good) == []
+    problems = installed_kernel_step_problems(dict(good, paths=["kernel", "composed"], libraries=["/tmp/lars.so"],
+                                                   weights=[w + 1e-3 for w in expected_weights()]))
+    assert len(problems) == 3 and problems[0].startswith("paths ['kernel', 'composed']"), problems
+    assert "/tmp/lars.so" in problems[1] and problems[2].startswith("weights "), problems
 
 
 needs_wheel_tools = pytest.mark.skipif(
