@@ -231,8 +231,8 @@ def measure_wheel(wheel, argv):
 
 
 def median_rows(rows):
-    """One row per build, size and optimizer: each figure's median over the rounds, and the rounds'
-    step ratios, in round order, as ``step_ratios``."""
+    """One row per build, size and optimizer: each figure's median over the rounds (the machine's
+    bandwidths too), and the rounds' step ratios, in round order, as ``step_ratios``."""
     groups = {}
     for row in rows:
         groups.setdefault((row["build"], row["size"], row["optimizer"]), []).append(row)
@@ -242,6 +242,8 @@ def median_rows(rows):
         for key, value in group[0].items():
             if isinstance(value, float):
                 row[key] = statistics.median(r[key] for r in group)
+            elif key == "bandwidth" and value:   # the machine's axpy, copy and norm, each round's
+                row[key] = {name: statistics.median(r[key][name] for r in group) for name in value}
         row["step_ratios"] = [r["step_ratio"] for r in group]
         merged.append(row)
     return merged
