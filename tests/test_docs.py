@@ -104,3 +104,16 @@ def test_measured_speed_figures_live_in_docs_speed_md_alone():
     # Nothing else keeps a copy: no millisecond or ratio figures in the code's docstrings or the CHANGELOG.
     for name in ("ms_lars/_graph_call.py", "ms_lars/lamb.py", "ms_lars/lars.py", "CHANGELOG.md"):
         assert not re.search(r"\d\.\d+ ms|\b0\.\d\d-0\.\d\dx|\b0\.\d\dx `nn\.", read(name)), name
+
+
+def test_the_formulas_are_the_projects_own_document_and_nothing_cites_a_spec():
+    # What users and maintainers are pointed to ships with the project: docs/formulas.md, not a
+    # "SPEC" kept outside it.
+    formulas = read("docs/formulas.md")
+    assert "## LARS" in formulas and "## Lamb" in formulas and "Ascend" in formulas
+    names = ["README.md", "README_CN.md", "CHANGELOG.md", "setup.py"]
+    for folder, suffix in (("docs", ".md"), ("ms_lars", ".py"), ("ms_lars/conformance", ".py"), ("scripts", ".py")):
+        names += [f"{folder}/{name}" for name in sorted(os.listdir(os.path.join(ROOT, folder))) if name.endswith(suffix)]
+    citing = [name for name in names if re.search(r"\bSPEC\b", read(name))]
+    assert not citing, citing
+    assert "docs/formulas.md" in read("README.md") and "docs/formulas.md" in read("README_CN.md")
