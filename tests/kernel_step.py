@@ -77,8 +77,9 @@ def installed_kernel_step_problems(step):
     outside = [library for library in step["libraries"] if not inside(library)]
     if outside or not step["libraries"]:
         problems.append(f"kernel libraries {outside or 'none'} are not the installed package's")
-    if not np.allclose(step["weights"], expected_weights(), rtol=1e-5, atol=0.0):
-        problems.append(f"weights {step['weights']}, the float64 reference's {expected_weights()}")
+    reference = expected_weights()
+    if not np.allclose(step["weights"], reference, rtol=1e-5, atol=0.0):
+        problems.append(f"weights {step['weights']}, the float64 reference's {reference}")
     return problems
 
 
