@@ -3,9 +3,11 @@ wheel's venv, an emulated aarch64 Python, a shared kernel cache). Prints one JSO
 chosen, where ms_lars and its kernel libraries came from, and each updated weight, which
 ``expected_weights()`` gives from the float64 reference.
 
-    python tests/kernel_step.py                     # the JSON line
-    python tests/kernel_step.py --expect-installed  # and exit 1 unless an installed ms_lars stepped
-                                                    # on its own kernels, to the reference's weights
+    python tests/kernel_step.py                          # the JSON line
+    python tests/kernel_step.py --expect-installed       # and exit 1 unless an ms_lars installed in this
+                                                         # interpreter's site-packages stepped on its own
+                                                         # kernels, to the reference's weights
+    python tests/kernel_step.py --expect-installed=DIR   # the same, installed in DIR (pip --target)
 
 The second is how scripts/test_matrix.sh and scripts/test_aarch64.sh check a wheel they installed."""
 import json
@@ -62,12 +64,12 @@ def step_both():
             "weights": [float(o.parameters[0].asnumpy()[0, 0]) for o in (lars, lamb)]}
 
 
-def installed_kernel_step_problems(step):
-    """What is wrong with ``step`` (step_both()'s) for an installed wheel: not the kernel path on both,
-    ms_lars or a kernel library from outside this interpreter's site-packages, or weights away from
-    the float64 reference's; [] where nothing is."""
+def installed_kernel_step_problems(step, site=None):
+    """What is wrong with ``step`` (step_both()'s) for a wheel installed in ``site`` (default: this
+    interpreter's site-packages): not the kernel path on both, ms_lars or a kernel library from outside
+    ``site``, or weights away from the float64 reference's; [] where nothing is."""
     import sysconfig
-    site = os.path.realpath(sysconfig.get_paths()["purelib"])
+    site = os.path.realpath(site or sysconfig.get_paths()["purelib"])
     inside = lambda path: os.path.realpath(path).startswith(site + os.sep)  # noqa: E731
     problems = []
     if step["paths"] != ["kernel", "kernel"]:
@@ -86,10 +88,16 @@ def installed_kernel_step_problems(step):
 def main(argv):
     import logging
     logging.basicConfig(level=logging.INFO)   # ms_lars's "building ..." lines reach stderr, for the callers to see
+    import argparse
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--expect-installed", nargs="?", const="", default=None, metavar="DIR",
+                        help="exit 1 unless an ms_lars installed in DIR (default: site-packages) took its "
+                             "own kernels to the float64 reference's weights")
+    args = parser.parse_args(argv)
     step = step_both()
     print(json.dumps(step))
-    if "--expect-installed" in argv:
-        problems = installed_kernel_step_problems(step)
+    if args.expect_installed is not None:
+        problems = installed_kernel_step_problems(step, args.expect_installed or None)
         if problems:
             print("kernel step FAILED: " + "; ".join(problems))
             return 1

@@ -52,11 +52,13 @@ def install_in_fresh_venv(tmp_path, wheel):
     return python, str(venv)
 
 
-def step_without_a_compiler(python, installed_at, tmp_path, extra_env=()):
+def step_without_a_compiler(python, installed_at, tmp_path, extra_env=(), target=None):
     """kernel_step.py run by ``python`` where no compiler is reachable; its JSON, checked: the kernel
-    path, libraries from the installation, nothing compiled, the weights the reference gives."""
+    path, libraries from the installation (in ``target`` where pip installed there, else in the
+    interpreter's site-packages), nothing compiled, the weights the reference gives."""
     env = dict(no_compiler_env(tmp_path), **dict(extra_env))
-    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), "--expect-installed"], cwd=tmp_path,
+    expect = "--expect-installed" + (f"={target}" if target else "")
+    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), expect], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=900)
     # --expect-installed: exit 1 unless the kernel path ran on the installation's libraries and the
     # weights are the float64 reference's (the check scripts/test_matrix.sh and test_aarch64.sh make).
@@ -113,6 +115,14 @@ def test_the_installed_kernel_step_check_names_each_problem():
                                                    weights=[w + 1e-3 for w in expected_weights()]))
     assert len(problems) == 3 and problems[0].startswith("paths ['kernel', 'composed']"), problems
     assert "/tmp/lars.so" in problems[1] and problems[2].startswith("weights "), problems
+    # A pip --target installation is checked against its own directory, and only there.
+    target = "/srv/wheel-site"
+    in_target = dict(good, package=os.path.join(target, "ms_lars", "__init__.py"),
+                     libraries=[os.path.join(target, "ms_lars", "kernels", "lars_cpu-x.so")])
+    assert installed_kernel_step_problems(in_target, target) == []
+    outside = installed_kernel_step_problems(in_target)
+    assert len(outside) == 2 and outside[0].startswith(f"ms_lars imported from {target}"), outside
+    assert installed_kernel_step_problems(good, target)[0].startswith(f"ms_lars imported from {site_dir}")
 
 
 needs_wheel_tools = pytest.mark.skipif(
@@ -174,7 +184,7 @@ def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emu
                                 str(manylinux_wheels["aarch64"])], capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-3000:]
     env = {"PYTHONPATH": str(target), "QEMU_LD_PREFIX": os.environ.get("QEMU_LD_PREFIX", "")}
-    result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env)
+    result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env, target=str(target))
     assert result["machine"] == "aarch64"
 
 
