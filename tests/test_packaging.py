@@ -38,7 +38,8 @@ def no_compiler_env(tmp_path):
 
 def install_in_fresh_venv(tmp_path, wheel):
     """A new virtualenv with only ``wheel`` installed; MindSpore and NumPy are borrowed from this
-    environment (a 2.8 GB install otherwise). This environment's editable ms_lars is not seen there."""
+    environment (a 2.8 GB install otherwise). This environment's editable ms_lars is not seen there.
+    Its python and its site-packages."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -49,17 +50,16 @@ def install_in_fresh_venv(tmp_path, wheel):
                                capture_output=True, text=True, check=True).stdout.strip()
     with open(os.path.join(venv_site, "borrowed_mindspore.pth"), "w") as f:
         f.write(site.getsitepackages()[0] + "\n")
-    return python, str(venv)
+    return python, venv_site
 
 
-def step_without_a_compiler(python, installed_at, tmp_path, extra_env=(), target=None):
+def step_without_a_compiler(python, installed_at, tmp_path, extra_env=()):
     """kernel_step.py run by ``python`` where no compiler is reachable; its JSON, checked: the kernel
-    path, libraries from the installation (in ``target`` where pip installed there, else in the
-    interpreter's site-packages), nothing compiled, the weights the reference gives."""
+    path, libraries from the installation (``installed_at``: the site-packages or pip --target
+    directory the wheel went to), nothing compiled, the weights the reference gives."""
     env = dict(no_compiler_env(tmp_path), **dict(extra_env))
-    expect = "--expect-installed" + (f"={target}" if target else "")
-    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), expect], cwd=tmp_path,
-                         env=env, capture_output=True, text=True, timeout=900)
+    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), f"--expect-installed={installed_at}"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     # --expect-installed: exit 1 unless the kernel path ran on the installation's libraries and the
     # weights are the float64 reference's (the check scripts/test_matrix.sh and test_aarch64.sh make).
     assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
@@ -92,8 +92,8 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
     # ... and their source, headers included, to rebuild one that is edited.
     assert {f"ms_lars/kernels/{name}" for name in (*kernel_build.SOURCES, *kernel_build.HEADERS)} <= set(names)
     assert "ms_lars/py.typed" in names                           # type checkers read the hints
-    python, venv = install_in_fresh_venv(tmp_path, wheel)
-    step_without_a_compiler(python, venv, tmp_path)
+    python, venv_site = install_in_fresh_venv(tmp_path, wheel)
+    step_without_a_compiler(python, venv_site, tmp_path)
 
 
 def test_the_installed_kernel_step_check_refuses_a_source_tree(tmp_path):
@@ -171,8 +171,8 @@ def test_build_wheels_gives_a_manylinux2014_wheel_per_architecture(manylinux_whe
 
 @needs_wheel_tools
 def test_the_x86_64_manylinux_wheel_runs_the_kernel_path_without_a_compiler(manylinux_wheels, tmp_path):
-    python, venv = install_in_fresh_venv(tmp_path, manylinux_wheels["x86_64"])
-    step_without_a_compiler(python, venv, tmp_path)
+    python, venv_site = install_in_fresh_venv(tmp_path, manylinux_wheels["x86_64"])
+    step_without_a_compiler(python, venv_site, tmp_path)
 
 
 @needs_wheel_tools
@@ -184,7 +184,7 @@ def test_the_aarch64_manylinux_wheel_runs_the_kernel_path_without_a_compiler_emu
                                 str(manylinux_wheels["aarch64"])], capture_output=True, text=True, timeout=900)
     assert installed.returncode == 0, installed.stderr[-3000:]
     env = {"PYTHONPATH": str(target), "QEMU_LD_PREFIX": os.environ.get("QEMU_LD_PREFIX", "")}
-    result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env, target=str(target))
+    result = step_without_a_compiler(ARM_PY, str(target), tmp_path, env)
     assert result["machine"] == "aarch64"
 
 
@@ -198,8 +198,8 @@ def test_an_sdist_builds_the_kernels_where_g_plus_plus_is(tmp_path):
                             ROOT], capture_output=True, text=True, timeout=600)
     assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-3000:]
     (sdist,) = (tmp_path / "dist").glob("ms_lars-*.tar.gz")
-    python, venv = install_in_fresh_venv(tmp_path, sdist)       # pip builds a wheel from it, with g++
-    step_without_a_compiler(python, venv, tmp_path)             # ... whose kernels then need no compiler
+    python, venv_site = install_in_fresh_venv(tmp_path, sdist)  # pip builds a wheel from it, with g++
+    step_without_a_compiler(python, venv_site, tmp_path)        # ... whose kernels then need no compiler
 
 
 def test_the_version_is_defined_once():
