@@ -33,6 +33,7 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
+from ms_lars._centralization import centralize_gradients
 from ms_lars._checks import (LearningRate, Params, check_bool, check_gradients, check_lamb_arguments,
                              check_parameter_dtypes, gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
@@ -79,19 +80,6 @@ def _skipped(record, weight, gradient):
     if record:
         weight_norm = l2_norm(weight)
         return record_row(weight_norm, F.zeros_like(weight_norm), F.ones_like(weight_norm))
-    return gradient
-
-
-_centralize = C.MultitypeFuncGraph("centralize")
-
-
-@_centralize.register("Bool", "Tensor")
-def _centralize_gradient(apply, gradient):
-    """MindSpore's grad_centralization rule in composed ops (its Centralization kernel is Ascend-only):
-    subtract the mean over all axes but the first, for tensors whose second axis is a multiple of 16."""
-    shape = F.shape(gradient)
-    if apply and len(shape) > 1 and shape[1] % 16 == 0:
-        return gradient - gradient.mean(axis=tuple(range(1, len(shape))), keep_dims=True)
     return gradient
 
 
@@ -243,7 +231,7 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     def gradients_centralization(self, gradients):
         """Grad centralization that runs on every device, with nn.Optimizer's rule."""
         if self.is_group:
-            return self.map_(_centralize, self.grad_centralization_flags, gradients)
+            return centralize_gradients(self.map_, self.grad_centralization_flags, gradients)
         return gradients
 
     @jit

@@ -34,6 +34,7 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
 from ms_lars import _ascend
+from ms_lars._centralization import centralize_gradients
 from ms_lars._checks import (check_bool, check_gradients, check_non_negative_finite_float, check_parameter_dtypes,
                              gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
@@ -164,13 +165,27 @@ def _check_arguments(optimizer, epsilon, coefficient, use_clip, lars_filter, rec
     check_parameter_dtypes("LARS", optimizer.parameters)
 
 
-def _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter):
+def _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter, record_trust_ratio):
     """(init_params, init_args): what nn.Optimizer's opt_init_args_register records, recorded after
-    validation. An inner optimizer built from a generator recorded that generator, spent by now."""
+    validation. An inner optimizer built from a generator recorded that generator, spent by now.
+    MindSpore's boost rebuilds a LARS as ``LARS(new_inner, **init_args)``: record_trust_ratio, which
+    nn.LARS does not take, is there, so the rebuilt LARS is this one's class with its settings."""
     inner_params = getattr(optimizer, "init_params", {}).get("params")
     init_params = {"params": inner_params if isinstance(inner_params, (list, tuple)) else list(optimizer.parameters)}
     return init_params, {"epsilon": epsilon, "coefficient": coefficient, "use_clip": use_clip,
-                         "lars_filter": lars_filter}
+                         "lars_filter": lars_filter, "record_trust_ratio": record_trust_ratio}
+
+
+def _take_over_centralization(optimizer):
+    """The inner optimizer's grad_centralization flags (group parameters), or None where none is on.
+    LARS applies them to the rewritten gradients, where the inner optimizer would, with composed ops
+    that run on every device (MindSpore's Centralization kernel is Ascend-only); the inner
+    optimizer's own are switched off."""
+    flags = tuple(getattr(optimizer, "grad_centralization_flags", ()) or ()) if optimizer.is_group else ()
+    if not any(flags):
+        return None
+    optimizer.grad_centralization_flags = tuple(False for _ in flags)
+    return flags
 
 
 def _take_over_decay_and_loss_scale(optimizer):
@@ -255,7 +270,8 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         _check_arguments(optimizer, epsilon, coefficient, use_clip, lars_filter, record_trust_ratio)
         lars_flags = tuple(bool(lars_filter(param)) for param in optimizer.parameters)
         self._drop_own_parameters()
-        self.init_params, self.init_args = _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter)
+        self.init_params, self.init_args = _init_records(optimizer, epsilon, coefficient, use_clip, lars_filter,
+                                                         record_trust_ratio)
         self.opt = optimizer
         self.epsilon = epsilon
         self.coefficient = coefficient
@@ -266,6 +282,7 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         self.path, self._lars_gradient = _choose_lars_gradient()
         self._all_layers = self._ascend_layers(record_trust_ratio)
         self._set_up_fused_momentum(optimizer)
+        self._centralization_flags = _take_over_centralization(optimizer)
         self._init_trust_ratio_record(record_trust_ratio, self.parameters)
         self._init_jit_executor_call()
 
@@ -327,8 +344,8 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         if self._all_layers is not None:
             results = self._all_layers(lr, weight_decay, self.parameters, gradients)
             if not self.record_trust_ratio:
-                return self.opt(results)
-            return F.depend(self.opt(results[0]), F.assign(self.trust_ratio_record, results[1]))
+                return self._inner_step(results)
+            return F.depend(self._inner_step(results[0]), F.assign(self.trust_ratio_record, results[1]))
         record, coefficient, epsilon = self.record_trust_ratio, self.coefficient, self.epsilon
         use_clip, inverse_scale, rewrite = self.use_clip, self.inverse_loss_scale, self._lars_gradient
         if self.is_group_lr:
@@ -342,11 +359,17 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
                                                weight_decay),
                                      self.decay_flags, self.lars_flag, self.parameters, gradients)
         if not self.record_trust_ratio:
-            return self.opt(results)
+            return self._inner_step(results)
         # (A Map over the (gradient, row) pairs loses the kernel's output types; a comprehension keeps them.)
         gradients = tuple([pair[0] for pair in results])
         recorded = write_record(self.trust_ratio_record, tuple([pair[1] for pair in results]))
-        return F.depend(self.opt(gradients), recorded)
+        return F.depend(self._inner_step(gradients), recorded)
+
+    def _inner_step(self, gradients):
+        """The inner optimizer's step on the rewritten gradients, centralized first where its groups ask."""
+        if self._centralization_flags is not None:
+            gradients = centralize_gradients(self.map_, self._centralization_flags, gradients)
+        return self.opt(gradients)
 
     def _fused_momentum_step(self, gradients, lr, weight_decay):
         """The whole LARS(nn.Momentum) step, as nn.Momentum orders it: lr read, step advanced,
