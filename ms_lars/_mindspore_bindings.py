@@ -174,7 +174,16 @@ def patch_mindspore():
 
     Returns:
         MindSporePatch: ``undo()`` restores exactly what was replaced; ``with
-        ms_lars.patch_mindspore():`` undoes on leaving the block.
+        ms_lars.patch_mindspore():`` undoes on leaving the block. Its ``bindings`` lists them.
+
+    Examples:
+        >>> from mindspore import nn
+        >>> import ms_lars
+        >>> with ms_lars.patch_mindspore() as patch:
+        ...     print(nn.Lamb is ms_lars.Lamb, len(patch.bindings))
+        True 6
+        >>> nn.Lamb is ms_lars.Lamb
+        False
     """
     replaced = []
     for module_name, name, cls in PATCHED_BINDINGS:

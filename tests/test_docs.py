@@ -66,7 +66,8 @@ def test_readme_cn_uses_mindsporess_chinese_terms():
     assert not re.search(r"(?<!信任)系数", chinese)          # a bare 系数 was the ratio too
 
 
-EXPORTED = [getattr(ms_lars, name) for name in ms_lars.__all__ if name != "__version__"] + \
+# The optimizers and their telemetry; patch_mindspore, which computes nothing, has its own test below.
+EXPORTED = [getattr(ms_lars, name) for name in ms_lars.__all__ if name not in ("__version__", "patch_mindspore")] + \
     [experimental.Lars, experimental.Lamb]
 SECTIONS = ["Args:", "Inputs:", "Outputs:", "Raises:", "Supported Platforms:", "Examples:"]
 
@@ -89,6 +90,16 @@ def test_exported_names_have_mindsporess_docstring_sections(obj):
         if parameter.default is not inspect.Parameter.empty:
             entry = re.search(rf"^( +){name} \(.*?(?=^\1\w+ \(|\Z)", args, re.S | re.M)
             assert entry and "Default:" in entry.group(0), name
+
+
+def test_patch_mindspore_documents_what_it_replaces_and_its_handle():
+    doc = inspect.getdoc(ms_lars.patch_mindspore)
+    for binding in ("mindspore.nn.LARS", "mindspore.nn.Lamb", "mindspore.nn.optim.LARS", "mindspore.nn.optim.Lamb",
+                    "mindspore.boost.base", "mindspore.boost.grad_freeze", "mindformers"):
+        assert binding in doc, binding
+    assert "Returns:" in doc and "undo()" in doc and ">>> " in doc[doc.index("Examples:"):]
+    for readme, title in (("README.md", "## Existing code"), ("README_CN.md", "## 已有代码")):
+        assert title in read(readme) and "python -m ms_lars.patch" in read(readme)
 
 
 def test_measured_speed_figures_live_in_docs_speed_md_alone():
