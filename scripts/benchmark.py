@@ -3,6 +3,7 @@
     python scripts/benchmark.py                 # both sizes, the table
     python scripts/benchmark.py --sizes resnet50 --repeats 9 --json bench.json
     python scripts/benchmark.py --sizes resnet50 --wheel A.whl --wheel B.whl --rounds 5   # builds in turn
+    python scripts/benchmark.py --no-thread-scaling     # without the 1-thread twin of every build
 
 For each parameter list (ResNet-50's 161 tensors, 25.6M parameters; BERT-base's 199 tensors,
 110M parameters, real shapes and names) it times one optimizer step, on fixed gradients:
@@ -17,7 +18,10 @@ kernels' compiler flags (``scripts/bandwidth.cc``; copy and norm are printed bes
 Machines are noisy: compare the ratios, not the milliseconds, across machines. ``--wheel`` adds a
 build (a wheel's kernels, measured in a second process); ``--rounds N`` measures every build N
 times, in turn and in a rotating order, so that the machine's drift over minutes falls on all of
-them alike, and prints each figure's median over the rounds with the rounds' step ratios.
+them alike, and prints each figure's median over the rounds with the rounds' step ratios. Every
+build is also measured with one kernel thread (``OMP_NUM_THREADS=1``, a process of its own, in the
+same rotation) and the gain from 1 thread to the default count is printed: a pool whose second
+thread gains nothing shows there (``--no-thread-scaling`` skips it).
 """
 import argparse
 import ctypes
@@ -212,22 +216,47 @@ def measure(size, repeats, pynative_repeats, steps):
     return rows
 
 
-def measure_wheel(wheel, argv):
-    """The rows of this benchmark, run again in a second process over ``wheel``'s files: its
-    kernels as a user who installs it gets them (an empty cache; a library built there instead of
-    the wheel's ends the run)."""
-    with tempfile.TemporaryDirectory(prefix="ms_lars-bench-wheel-") as work:
-        package, cache, figures = (os.path.join(work, name) for name in ("package", "cache", "rows.json"))
-        zipfile.ZipFile(wheel).extractall(package)
-        env = dict(os.environ, **{PACKAGE_ENV: package, "MS_LARS_CACHE": cache})
-        subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--json", figures], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+ONE_THREAD = ", 1 thread"
+
+
+def measure_in_child(argv, wheel=None, one_thread=False):
+    """The rows of this benchmark, run again in a second process: over ``wheel``'s files (its
+    kernels as a user who installs it gets them: an empty cache; a library built there instead of
+    the wheel's ends the run), or over the source tree; with ``one_thread``, with OMP_NUM_THREADS=1
+    (the kernels read it at their first call), for the thread scaling."""
+    with tempfile.TemporaryDirectory(prefix="ms_lars-bench-") as work:
+        package, figures = os.path.join(work, "package"), os.path.join(work, "rows.json")
+        env = dict(os.environ)
+        env.pop(PACKAGE_ENV, None)
+        if wheel is not None:
+            zipfile.ZipFile(wheel).extractall(package)
+            env.update({PACKAGE_ENV: package, "MS_LARS_CACHE": os.path.join(work, "cache")})
+        if one_thread:
+            env["OMP_NUM_THREADS"] = "1"
+        subprocess.run([sys.executable, os.path.abspath(__file__), *argv, "--no-thread-scaling", "--json", figures],
+                       env=env, check=True, stdout=subprocess.DEVNULL)
         with open(figures, encoding="utf-8") as f:
             measured = json.load(f)
-    if not all(library and library.startswith(package) for library in measured["kernels"].values()):
+    if wheel is not None and not all(library and library.startswith(package)
+                                     for library in measured["kernels"].values()):
         raise SystemExit(f"benchmark: the wheel's process did not run the wheel's kernels: {measured['kernels']}")
-    build = f"wheel {os.path.basename(wheel)}"
+    build = ("source tree" if wheel is None else f"wheel {os.path.basename(wheel)}") + ONE_THREAD * one_thread
     return [dict(row, build=build) for row in measured["rows"]]
+
+
+def print_thread_scaling(rows, threads):
+    """Each build's ms_lars steps at 1 thread against the default count, from the same run's medians."""
+    merged = {(r["build"], r["size"], r["optimizer"]): r for r in median_rows(rows)}
+    lines = []
+    for (build, size, optimizer), one in merged.items():
+        default = merged.get((build[:-len(ONE_THREAD)], size, optimizer)) if build.endswith(ONE_THREAD) else None
+        if default is not None and optimizer.startswith("ms_lars") and not optimizer.endswith(RECORDING):
+            lines.append(f"  {build[:-len(ONE_THREAD)]:45s} {size:9s} {optimizer:23s} {one['step_ms']:7.1f} ms "
+                         f"{default['step_ms']:7.1f} ms   {one['step_ms'] / default['step_ms']:5.2f}x")
+    if lines:
+        print(f"== Thread scaling: graph-mode step at 1 kernel thread and at {threads}, medians; gain = 1 thread / "
+              f"{threads}")
+        print(*lines, sep="\n")
 
 
 def median_rows(rows):
@@ -295,6 +324,9 @@ def main(argv=None):
                         help="also measure the kernels of this wheel (scripts/build_wheels.py, or an earlier "
                              "version's), in a second process right after the source tree's, with the same "
                              "arguments; may be given more than once; the table shows every build")
+    parser.add_argument("--no-thread-scaling", action="store_true",
+                        help="skip measuring every build again with OMP_NUM_THREADS=1 (in a second process) for the "
+                             "thread scaling")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure the source tree and every wheel this many times, in turn (the order rotating "
                              "from round to round), and print the medians over the rounds")
@@ -309,7 +341,10 @@ def main(argv=None):
     this_build = "source tree" if PACKAGE_ENV not in os.environ else "wheel"
     builds = [lambda: [dict(row, build=this_build) for size in args.sizes
                        for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]]
-    builds += [lambda wheel=wheel: measure_wheel(wheel, same) for wheel in args.wheel]
+    builds += [lambda wheel=wheel: measure_in_child(same, wheel) for wheel in args.wheel]
+    if not args.no_thread_scaling and PACKAGE_ENV not in os.environ:
+        builds += [lambda: measure_in_child(same, one_thread=True)]
+        builds += [lambda wheel=wheel: measure_in_child(same, wheel, one_thread=True) for wheel in args.wheel]
     rows = []
     for round_ in range(args.rounds):
         for i in range(len(builds)):
@@ -317,9 +352,10 @@ def main(argv=None):
     kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
-    print(f"kernel threads: {os.environ.get('OMP_NUM_THREADS') or 'one per CPU of the affinity mask'} "
-          f"({len(os.sched_getaffinity(0))} CPUs)")
+    threads = os.environ.get('OMP_NUM_THREADS') or f"{len(os.sched_getaffinity(0))} (one per CPU of the affinity mask)"
+    print(f"kernel threads: {threads}")
     print_table(rows)
+    print_thread_scaling(rows, threads)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"mindspore": ms.__version__, "cores": os.cpu_count(), "path": path, "kernels": kernels,
