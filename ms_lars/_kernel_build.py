@@ -26,6 +26,8 @@ EXPORTS = "exports.map"
 # The functions each library must export: a library that loads but lacks one is not used.
 FUNCTIONS = {"lars_cpu.cc": ("LarsGradient", "LarsGradientRecorded", "LarsMomentumMulti"),
              "lamb_cpu.cc": ("LambStep", "LambMulti")}
+# Each library's thread-count setter, called from Python when it loads (_native.kernel_thread_count).
+THREAD_COUNT_SETTERS = {"lars_cpu.cc": "LarsSetThreadCount", "lamb_cpu.cc": "LambSetThreadCount"}
 # -ffp-contract=off: GCC fuses a * b + c into one FMA by default where the baseline ISA has it
 # (aarch64), which rounds differently from x86-64's separate multiply and add.
 # -fopenmp-simd, not -fopenmp: the kernels' threads are their own (kernels/thread_pool.h), so a

@@ -21,6 +21,9 @@ void Slices(int64_t n, Loop loop) {
 
 }  // namespace
 
+// The loops' thread count, as the kernels get theirs (_native.kernel_thread_count()).
+extern "C" void BandwidthSetThreadCount(int threads) { ms_lars::SetThreadCount(threads); }
+
 extern "C" void BandwidthCopy(const float *x, float *y, int64_t n) {
   Slices(n, [&](int64_t begin, int64_t end, int) {
 #pragma omp simd

@@ -122,6 +122,7 @@ def measure_bandwidth(n_elements, repeats=20):
         if result.returncode != 0:
             raise RuntimeError(f"compiling {BANDWIDTH_SOURCE} failed:\n{result.stderr}")
         library = ctypes.CDLL(library_path)
+    library.BandwidthSetThreadCount(ctypes.c_int(_native.kernel_thread_count()))   # the kernels' count
     pointer, size = ctypes.POINTER(ctypes.c_float), ctypes.c_int64(n_elements)
     library.BandwidthNorm.restype = ctypes.c_double
     x = np.ones(n_elements, np.float32)
@@ -352,7 +353,7 @@ def main(argv=None):
     kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
-    threads = os.environ.get('OMP_NUM_THREADS') or f"{len(os.sched_getaffinity(0))} (one per CPU of the affinity mask)"
+    threads = os.environ.get('OMP_NUM_THREADS') or f"{_native.kernel_thread_count()} (one per CPU of the affinity mask)"
     print(f"kernel threads: {threads}")
     print_table(rows)
     print_thread_scaling(rows, threads)

@@ -201,3 +201,47 @@ def test_lars_nesterov_whole_step_matches_the_documented_formula(mode, monkeypat
     for i, (name, _) in enumerate(SHAPES):
         assert relative_error(params[i].asnumpy(), expected[i]) <= 1e-5, name
         assert relative_error(optimizer.opt.moments[i].asnumpy(), moments[i]) <= 1e-5, name
+
+
+THREAD_PROBE = """
+import glob, sys
+import mindspore as ms, numpy as np
+from mindspore import Parameter, Tensor, nn
+import ms_lars
+ms.set_device("CPU")
+ms.set_context(mode=ms.GRAPH_MODE)
+params = [Parameter(Tensor(np.ones((256, 256), np.float32)), name="w")]
+optimizer = ms_lars.LARS(nn.Momentum(params, 0.1, 0.9))
+optimizer((Tensor(np.full((256, 256), 0.1, np.float32)),))
+print(params[0].asnumpy().sum())
+print(sum(open(task + "/comm").read().strip() == "ms_lars_pool" for task in glob.glob("/proc/self/task/*")))
+"""
+
+
+@pytest.mark.parametrize("requested, workers", [(None, None), ("1", 0), ("3", 2), ("2,1", 1), ("x", None)])
+def test_the_kernels_take_the_users_thread_count_not_the_one_mindspore_sets(tmp_path, requested, workers):
+    """``import mindspore`` sets OMP_NUM_THREADS=1 in the C environment; the kernels' pool still takes
+    the user's setting (os.environ), or one thread per CPU of the affinity mask where there is none."""
+    import subprocess
+    import sys
+    script = tmp_path / "probe.py"
+    script.write_text(THREAD_PROBE)
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    if requested is not None:
+        env["OMP_NUM_THREADS"] = requested
+    ran = subprocess.run([sys.executable, str(script)], env=dict(env, GLOG_v="3"), capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    expected = len(os.sched_getaffinity(0)) - 1 if workers is None else workers
+    assert int(ran.stdout.split()[-1]) == expected, ran.stdout
+    assert native.kernel_thread_count() >= 1
+
+
+def test_kernel_thread_count_reads_the_users_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "6,2")
+    assert native.kernel_thread_count() == 6
+    for unusable in ("0", "-3", "four", ""):
+        monkeypatch.setenv("OMP_NUM_THREADS", unusable)
+        assert native.kernel_thread_count() == len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert native.kernel_thread_count() == len(os.sched_getaffinity(0))

@@ -1,5 +1,6 @@
 """``ms_lars.patch_mindspore()`` and ``python -m ms_lars.patch``: code written for ``nn.LARS`` /
 ``nn.Lamb`` runs on ms_lars without edits; ``undo()`` puts MindSpore's classes back."""
+import inspect
 import json
 import logging
 import os
@@ -106,6 +107,23 @@ def test_mindcv_create_optimizer_builds_ms_lars_lamb_under_the_patch_and_it_trai
                                optimizer)
     losses = [float(step(x, y).asnumpy()) for _ in range(8)]
     assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_the_signature_mindocr_reads_names_lambs_arguments_under_the_patch():
+    """mindocr 0.5.0's optimizer factory passes on only the keyword arguments that
+    ``inspect.signature(nn.Lamb.__init__)`` names (its ``_collect_args``). MindSpore 2.10's shows
+    ``(*args, **kwargs)``, so beta1 and beta2 were dropped; ms_lars.Lamb's names them."""
+    with ms_lars.patch_mindspore():
+        names = list(inspect.signature(nn.Lamb.__init__).parameters)[1:]
+    assert names[:6] == ["params", "learning_rate", "beta1", "beta2", "eps", "weight_decay"], names
+
+
+def test_mindocr_create_optimizer_under_the_patch_keeps_beta1():
+    """Where mindocr is installed (0.5.0 was read, not installed, here)."""
+    mindocr_optim = pytest.importorskip("mindocr.optim")
+    with ms_lars.patch_mindspore():
+        optimizer = mindocr_optim.create_optimizer(weights("w_mindocr"), opt="lamb", lr=0.01, beta1=0.8)
+    assert type(optimizer) is ms_lars.Lamb and float(optimizer.beta1.asnumpy()) == pytest.approx(0.8)
 
 
 def run_command(args, cwd):

@@ -150,3 +150,6 @@ extern "C" int LambMulti(int nparam, void **params, int *ndims, int64_t **shapes
              static_cast<const float *>(params[scalars + 2]), c, static_cast<float *>(params[scalars + 7]));
   return 0;
 }
+
+// The kernels' thread count, from Python before the first kernel call (thread_pool.h).
+extern "C" void LambSetThreadCount(int threads) { ms_lars::SetThreadCount(threads); }

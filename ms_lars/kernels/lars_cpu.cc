@@ -213,3 +213,6 @@ extern "C" int LarsMomentumMulti(int nparam, void **params, int *ndims, int64_t 
   });
   return 0;
 }
+
+// The kernels' thread count, from Python before the first kernel call (thread_pool.h).
+extern "C" void LarsSetThreadCount(int threads) { ms_lars::SetThreadCount(threads); }

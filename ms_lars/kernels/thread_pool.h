@@ -4,12 +4,18 @@
 // the SIMD loops keep OpenMP pragmas (-fopenmp-simd: compile-time vectorization, no runtime).
 //
 // The thread count is what OpenMP would take: OMP_NUM_THREADS where it is set to a positive number
-// (its first value), else one thread per CPU this process may run on (its affinity mask). It is read
-// once, at a library's first kernel call. A parallel region runs on the caller (thread 0) and the
+// (its first value), else one thread per CPU this process may run on (its affinity mask), as the
+// user's environment says. That is Python's os.environ, not getenv(): `import mindspore` sets
+// OMP_NUM_THREADS=1 in the C environment (setenv, unseen by os.environ), and a pool that read it ran
+// one thread whatever the user asked. So ms_lars/_native.py, which loads every library before
+// MindSpore may run it, passes the count in (SetThreadCount, exported as LarsSetThreadCount and
+// LambSetThreadCount); getenv() and the affinity mask serve only where nothing was passed. The count
+// is fixed when the pool is made, at a library's first kernel call. A parallel region runs on the caller (thread 0) and the
 // pool's workers (1 .. threads - 1). Workers spin a little after a region, as OpenMP's do, so that
 // the next call (the rewrite path makes one per layer) finds them awake; then they sleep.
 #pragma once
 
+#include <pthread.h>
 #include <sched.h>
 #include <unistd.h>
 
@@ -24,7 +30,17 @@
 
 namespace ms_lars {
 
+// The count passed in from Python (0: none passed).
+inline std::atomic<int> &RequestedThreadCount() {
+  static std::atomic<int> requested{0};
+  return requested;
+}
+
+inline void SetThreadCount(int threads) { RequestedThreadCount().store(threads > 4096 ? 4096 : threads); }
+
 inline int DefaultThreadCount() {
+  const int passed = RequestedThreadCount().load();
+  if (passed > 0) return passed;
   const char *requested = std::getenv("OMP_NUM_THREADS");
   if (requested != nullptr) {
     char *end = nullptr;
@@ -125,6 +141,7 @@ class ThreadPool {
   }
 
   void Work(int thread) {
+    pthread_setname_np(pthread_self(), "ms_lars_pool");   // (top -H, /proc/PID/task/*/comm)
     unsigned seen = 0;
     for (;;) {
       int spins = 0;
