@@ -1,4 +1,4 @@
-"""How LARS and Lamb run when called from Python in GRAPH_MODE on the CPU.
+"""How LARS and Lamb run when called from Python on the CPU, in GRAPH_MODE and PYNATIVE_MODE.
 
 ``nn.Cell`` runs such a call through its graph executor, which takes time growing with the square
 of the length of the gradient tuple before any work is done. (``nn.Optimizer`` broadens the tuple so
@@ -8,7 +8,8 @@ PyNative mode, takes time growing linearly with it. ``scripts/call_overhead.py``
 figures are in docs/speed.md ("The call").
 
 So a call from Python in graph mode runs ``construct`` through the jit executor, as PyNative mode
-does: the same graph, compiled once for new gradient tensors as before, the same results. Inside
+does: the same graph, compiled once for new gradient tensors as before, the same results. (In
+PyNative mode it ran there already; it now takes the same path, for the wait below.) Inside
 another graph (``TrainOneStepCell``, ``Model``, a jitted train step) ``construct`` is inlined and
 none of this applies.
 
@@ -26,7 +27,7 @@ Elsewhere (GPU and Ascend, where it is unmeasured; parallel modes;
 """
 import os
 
-from mindspore import GRAPH_MODE, get_auto_parallel_context, get_context, jit
+from mindspore import get_auto_parallel_context, get_context, jit
 from mindspore.ops import functional as F
 
 
@@ -38,7 +39,7 @@ class JitExecutorCall:
         self._jit_executor_call = get_context("device_target") == "CPU" and not self.use_parallel
 
     def __call__(self, *args, **kwargs):
-        if (self._jit_executor_call and get_context("mode") == GRAPH_MODE and os.getenv("MS_JIT") != "0"
+        if (self._jit_executor_call and os.getenv("MS_JIT") != "0"
                 and get_auto_parallel_context("parallel_mode") == "stand_alone"
                 and not (getattr(self, "_forward_pre_hook", None) or getattr(self, "_forward_hook", None)
                          or getattr(self, "_jit_config_dict", None))):

@@ -109,6 +109,15 @@ GROUPS = [
 ]
 
 
+def kernel_threads():
+    """The kernels' thread count in this process. (Before 0.6.0, _native had no kernel_thread_count:
+    0.4.0's OpenMP took the user's environment too, having read it before MindSpore set OMP_NUM_THREADS=1.)"""
+    if hasattr(_native, "kernel_thread_count"):
+        return _native.kernel_thread_count()
+    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(requested) if requested.isdigit() and int(requested) > 0 else len(os.sched_getaffinity(0))
+
+
 def measure_bandwidth(n_elements, repeats=20):
     """{copy, axpy, norm: GB/s} of loops over n_elements float32s, threaded and compiled like the kernels:
     the best of ``repeats`` (what the machine can do, as STREAM reports it; a median would let a
@@ -122,7 +131,7 @@ def measure_bandwidth(n_elements, repeats=20):
         if result.returncode != 0:
             raise RuntimeError(f"compiling {BANDWIDTH_SOURCE} failed:\n{result.stderr}")
         library = ctypes.CDLL(library_path)
-    library.BandwidthSetThreadCount(ctypes.c_int(_native.kernel_thread_count()))   # the kernels' count
+    library.BandwidthSetThreadCount(ctypes.c_int(kernel_threads()))   # the kernels' count
     pointer, size = ctypes.POINTER(ctypes.c_float), ctypes.c_int64(n_elements)
     library.BandwidthNorm.restype = ctypes.c_double
     x = np.ones(n_elements, np.float32)
@@ -353,7 +362,7 @@ def main(argv=None):
     kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
-    threads = os.environ.get('OMP_NUM_THREADS') or f"{_native.kernel_thread_count()} (one per CPU of the affinity mask)"
+    threads = os.environ.get('OMP_NUM_THREADS') or f"{kernel_threads()} (one per CPU of the affinity mask)"
     print(f"kernel threads: {threads}")
     print_table(rows)
     print_thread_scaling(rows, threads)
