@@ -26,7 +26,7 @@ EXPORTS = "exports.map"
 # The functions each library must export: a library that loads but lacks one is not used.
 FUNCTIONS = {"lars_cpu.cc": ("LarsGradient", "LarsGradientRecorded", "LarsMomentumMulti"),
              "lamb_cpu.cc": ("LambStep", "LambMulti")}
-# Each library's thread-count setter, called from Python when it loads (_native.kernel_thread_count).
+# Each library's thread-count setter, called from Python when it loads (kernel_thread_count below).
 THREAD_COUNT_SETTERS = {"lars_cpu.cc": "LarsSetThreadCount", "lamb_cpu.cc": "LambSetThreadCount"}
 # -ffp-contract=off: GCC fuses a * b + c into one FMA by default where the baseline ISA has it
 # (aarch64), which rounds differently from x86-64's separate multiply and add.
@@ -40,6 +40,17 @@ FLAGS = ["-O3", "-fno-math-errno", "-ffp-contract=off", "-fopenmp-simd", "-pthre
 WHEEL_GLIBC = "2.17"
 _ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 _ARCHITECTURES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
+
+
+def kernel_thread_count():
+    """The kernels' threads: OMP_NUM_THREADS as the user's environment sets it (its first value, where
+    it is a positive integer), else one per CPU this process may run on. Read from ``os.environ``:
+    ``import mindspore`` sets OMP_NUM_THREADS=1 in the C environment, where os.environ does not see
+    it, and the kernels would otherwise take that (kernels/thread_pool.h; _native passes it in)."""
+    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if requested.isdigit() and int(requested) > 0:
+        return min(int(requested), 4096)
+    return len(os.sched_getaffinity(0)) or 1
 
 
 def normalized_architecture(name):

@@ -34,7 +34,8 @@ from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
 from ms_lars._kernel_build import (FUNCTIONS, SOURCE_DIR, THREAD_COUNT_SETTERS, build_failure, compile_kernel,
-                                   compiler_target, find_compiler, host_architecture, library_name)
+                                   compiler_target, find_compiler, host_architecture, kernel_thread_count,
+                                   library_name)
 
 logger = logging.getLogger("ms_lars")
 _built = {}          # source name -> the library's path, or None where there is none to use
@@ -62,21 +63,10 @@ def _distrust(path):
     return None
 
 
-def kernel_thread_count():
-    """The kernels' threads: OMP_NUM_THREADS as the user's environment sets it (its first value, where
-    it is a positive integer), else one per CPU this process may run on. Read from ``os.environ``:
-    ``import mindspore`` sets OMP_NUM_THREADS=1 in the C environment, where os.environ does not see
-    it, and the kernels would otherwise take that (kernels/thread_pool.h)."""
-    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    if requested.isdigit() and int(requested) > 0:
-        return min(int(requested), 4096)
-    return len(os.sched_getaffinity(0)) or 1
-
-
 def _load_failure(library, source_name):
     """Why ``library`` cannot serve as ``source_name``'s kernels here (it does not load, or lacks
     a function), or None once it has loaded: only then may MindSpore load it. A library that loads
-    is given its thread count (kernel_thread_count), before any of its kernels can run."""
+    is given its thread count (_kernel_build.kernel_thread_count), before any of its kernels can run."""
     try:
         loaded = ctypes.CDLL(library)
     except OSError as error:

@@ -21,7 +21,7 @@ void Slices(int64_t n, Loop loop) {
 
 }  // namespace
 
-// The loops' thread count, as the kernels get theirs (_native.kernel_thread_count()).
+// The loops' thread count, as the kernels get theirs (_kernel_build.kernel_thread_count()).
 extern "C" void BandwidthSetThreadCount(int threads) { ms_lars::SetThreadCount(threads); }
 
 extern "C" void BandwidthCopy(const float *x, float *y, int64_t n) {

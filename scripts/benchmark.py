@@ -28,6 +28,7 @@ import ctypes
 import json
 import os
 import platform
+import runpy
 import statistics
 import subprocess
 import sys
@@ -109,13 +110,10 @@ GROUPS = [
 ]
 
 
-def kernel_threads():
-    """The kernels' thread count in this process. (Before 0.6.0, _native had no kernel_thread_count:
-    0.4.0's OpenMP took the user's environment too, having read it before MindSpore set OMP_NUM_THREADS=1.)"""
-    if hasattr(_native, "kernel_thread_count"):
-        return _native.kernel_thread_count()
-    requested = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(requested) if requested.isdigit() and int(requested) > 0 else len(os.sched_getaffinity(0))
+# The kernels' thread count by the source tree's rule, whichever build is measured: an earlier
+# version's _kernel_build has no kernel_thread_count (0.4.0's OpenMP took the user's environment too,
+# having read it before MindSpore set OMP_NUM_THREADS=1).
+kernel_threads = runpy.run_path(os.path.join(ROOT, "ms_lars", "_kernel_build.py"))["kernel_thread_count"]
 
 
 def measure_bandwidth(n_elements, repeats=20):
