@@ -13,19 +13,7 @@ import numpy as np
 from mindspore import nn
 
 import ms_lars
-
-
-class Net(nn.Cell):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(1, 16, 3, has_bias=True)
-        self.bn = nn.BatchNorm2d(16)
-        self.flatten = nn.Flatten()
-        self.hidden = nn.Dense(16 * 8 * 8, 16)
-        self.head = nn.Dense(16, 3)
-
-    def construct(self, x):
-        return self.head(self.hidden(self.flatten(self.bn(self.conv(x)))))
+from zoo_style_train import Net   # (this folder is sys.path[0]) the zoo-style script's network
 
 
 def skip_biases(param):
