@@ -1,26 +1,36 @@
-"""Accuracy against batch size: what LARS and Lamb are for, on real data.
+"""Accuracy against batch size in the papers' regime: what LARS and Lamb are for, on real data.
 
 LARS (You, Gitman, Ginsburg 2017) and LAMB (You et al. 2019) claim that with a trust ratio per layer,
-accuracy holds as the batch grows, where momentum SGD and Adam at scaled learning rates lose accuracy
-or diverge. This sweeps the batch size on MNIST-1D (Greydanus 2020; 4,000 training and 1,000 test
-sequences, generated offline) with the paper's small CNN and four optimizers: LARS(nn.Momentum),
-Lamb, nn.Momentum and nn.AdamWeightDecay. Every run has the same epoch budget, the same
-initialisation for a seed, and its peak learning rate from one rule: the optimizer's rate at batch
-32 scaled with the square root of the batch (the LAMB paper's rule; Krizhevsky 2014 for SGD), a
-linear warm-up over a tenth of the epochs, then a cosine decay. (Linear scaling, the usual rule for
-SGD, sent LARS and momentum to chance accuracy from batch 512 on in trial runs: README.) The data,
-network, schedule and training loop (``mindspore.train.Model`` in graph mode) are
-scripts/train.py's (``--data mnist1d --lr-scaling sqrt``).
+accuracy holds as the batch grows, where momentum SGD and Adam lose it. Nado et al. (2021, "A Large
+Batch Optimizer Reality Check") found that momentum and Adam, tuned as carefully at each batch,
+match them. This study puts both claims to MNIST-1D (Greydanus 2020) and its small CNN:
 
-    python scripts/batch_study.py --quick     # 3 batch sizes, 1 seed, 15 epochs: about 2 minutes on 2 cores
-    python scripts/batch_study.py             # docs/batch_study.png and docs/batch_study.md
+- data: 25,600 sequences from the ``mnist1d`` generator (its defaults otherwise; 20,480 training,
+  5,120 test), so that batch 4,096 still takes 5 steps an epoch and 200 in the 40 epochs;
+- batch sizes 64 to 4,096; LARS(nn.Momentum), Lamb, nn.Momentum and nn.AdamWeightDecay, each from
+  the same initialisation for a seed, seeds 0 and 1; biases without weight decay, and LARS's
+  default ``lars_filter`` skips them; Lamb adapts every parameter;
+- learning rates (``peak_lr``): each optimizer's base rate is the best (mean test accuracy over
+  the seeds) of a grid of four at batch 64; the rule scales it linearly with the batch for LARS
+  and Momentum (Goyal et al. 2017; the LARS paper) and with its square root for Lamb and
+  AdamWeightDecay (the LAMB paper); the warm-up grows linearly with the batch (LEGW, You et al.
+  2018), an eighth of the training at 4,096 and so the same 25 steps at every batch; then a
+  cosine decay (scripts/train.py's schedule);
+- at the two largest batches every optimizer also runs a grid of peak rates around the rule's,
+  from an eighth to four times it: the best of each is the tuned point beside the rule's.
 
-It writes a figure (test accuracy at the last epoch against the batch size, log2 axis, one line per
-optimizer, the seeds' spread as a band) and a markdown table of every run with its learning rate.
-``--device-target GPU`` / ``Ascend`` and msrun with ``--data-parallel`` work as in train.py; only
-rank 0 prints and writes.
+Each run trains in graph mode with the network, data and schedule of scripts/train.py, but feeds
+batches from memory to a ``TrainOneStepCell`` and evaluates once, at the end: ``Model`` with
+``mindspore.dataset`` and a test pass every epoch took 3.4x as long at batch 64 (docs/batch_study.md).
+
+    python scripts/batch_study.py --quick     # 3 batch sizes, 1 seed, 10 epochs, the committed rates: ~2 min
+    python scripts/batch_study.py             # the study: docs/batch_study.{md,png,json}, about 70 min
+    python scripts/batch_study.py --batch-sizes 4096 --seeds 0 --optimizers lars --lr 8   # one point again
+
+``--device-target GPU`` / ``Ascend`` and msrun with ``--data-parallel`` work as in train.py (each
+worker takes its share of every batch); only rank 0 prints and writes.
 """
-import argparse
+import json
 import os
 import shlex
 import statistics
@@ -32,101 +42,237 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import train  # noqa: E402
 
-FULL = {"batch_sizes": (32, 128, 512, 2048, 4000), "seeds": (0, 1), "epochs": 30}
-QUICK = {"batch_sizes": (64, 1024, 4000), "seeds": (0,), "epochs": 15}
-WARMUP_FRACTION = 0.1      # of the epochs, at least one
-# The paper's (Greydanus 2020, table 1) test accuracy of its small CNN, and of its MLP, on MNIST-1D.
-PUBLISHED = {"CNN": 0.94, "MLP": 0.68}
+NUM_SAMPLES = 25_600            # the generator's 80/20 split: 20,480 training, 5,120 test sequences
+FULL = {"batch_sizes": (64, 256, 512, 1024, 2048, 4096), "seeds": (0, 1), "epochs": 40}
+QUICK = {"batch_sizes": (64, 512, 4096), "seeds": (0,), "epochs": 10}
+# Peak rates tried at the smallest batch, each optimizer's base rate the best of them.
+BASE_GRID = {"lars": (0.25, 0.5, 1.0, 2.0), "lamb": (0.0025, 0.005, 0.01, 0.02),
+             "momentum": (0.025, 0.05, 0.1, 0.2), "adamw": (0.00125, 0.0025, 0.005, 0.01)}
+# The base rates the full study picked from BASE_GRID (docs/batch_study.md); --quick starts from them.
+TUNED_BASE_LR = {"lars": 1.0, "lamb": 0.01, "momentum": 0.1, "adamw": 0.005}
+# The rule: LARS and Momentum scale their rate linearly with the batch, Lamb and AdamWeightDecay with
+# its square root. The warm-up takes WARMUP_SHARE of the training at WARMUP_BATCH and grows
+# linearly with the batch: in steps, the same at every batch.
+SCALING = train.SCALING["by-family"]
+WARMUP_SHARE, WARMUP_BATCH = 1 / 8, 4096
+# Peak rates tried at the two largest batches, as multiples of the rule's.
+LARGE_BATCH_FACTORS = (1 / 8, 1 / 4, 1 / 2, 2, 4)
+# The paper's (Greydanus 2020, table 1) test accuracy of its small CNN on MNIST-1D (4,000 sequences).
+PUBLISHED_CNN = 0.94
 
 
 def parse_args(argv=None):
     parser = train.ArgumentParser(prog="batch_study.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"batch sizes {QUICK['batch_sizes']}, seed {QUICK['seeds']}, {QUICK['epochs']} epochs, "
-                             f"written to outputs/ (default: {FULL['batch_sizes']}, seeds {FULL['seeds']}, "
-                             f"{FULL['epochs']} epochs, written to docs/)")
+                             f"the committed base rates, no tuning, written to outputs/ (default: batch sizes "
+                             f"{FULL['batch_sizes']}, seeds {FULL['seeds']}, {FULL['epochs']} epochs, tuning, docs/)")
     parser.add_argument("--batch-sizes", type=train.positive_int, nargs="+", default=None)
     parser.add_argument("--seeds", type=int, nargs="+", default=None)
     parser.add_argument("--epochs", type=train.positive_int, default=None)
     parser.add_argument("--optimizers", nargs="+", choices=train.OPTIMIZERS, default=list(train.OPTIMIZERS))
+    parser.add_argument("--lr", type=train.positive_float, default=None,
+                        help="run every point at this peak rate, no tuning (to rerun one point of the table)")
     parser.add_argument("--out", metavar="DIR", default=None,
-                        help="where batch_study[_quick].png and .md go (default: docs, or outputs with --quick)")
+                        help="where the table, figure and JSON go (default: docs, or outputs with --quick or --lr)")
     parser.add_argument("--device-target", choices=("CPU", "GPU", "Ascend"), default="CPU")
     parser.add_argument("--data-parallel", action="store_true",
                         help="under msrun: shard each batch across workers and average gradients")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
-    args.batch_sizes = args.batch_sizes or list(preset["batch_sizes"])
+    args.batch_sizes = sorted(args.batch_sizes or preset["batch_sizes"])
     args.seeds = args.seeds if args.seeds is not None else list(preset["seeds"])
     args.epochs = args.epochs or preset["epochs"]
-    args.out = args.out or ("outputs" if args.quick else "docs")
-    args.stem = "batch_study_quick" if args.quick else "batch_study"
+    args.tune = not args.quick and args.lr is None
+    args.out = args.out or ("docs" if args.tune else "outputs")
+    args.stem = "batch_study" if args.tune else ("batch_study_quick" if args.quick else "batch_study_points")
     return args
 
 
-def run_arguments(args, name, batch, seed):
-    """train.py's arguments for one run of the study."""
-    warmup = max(1, round(WARMUP_FRACTION * args.epochs)) if args.epochs > 1 else 0
-    return train.parse_args(["--data", "mnist1d", "--lr-scaling", "sqrt", "--optimizer", name,
-                             "--batch-size", str(batch), "--epochs", str(args.epochs), "--warmup-epochs", str(warmup),
-                             "--seed", str(seed), "--device-target", args.device_target, "--plot", ""]
-                            + (["--data-parallel"] if args.data_parallel else []))
+def rule_peak_lr(name, base_lr, batch, smallest):
+    """The rule's peak rate for ``name`` at ``batch``, from its base rate at the smallest batch."""
+    factor = batch / smallest
+    return base_lr * (factor if SCALING[name] == "linear" else np.sqrt(factor))
+
+
+def warmup_epochs(batch, epochs):
+    return epochs * WARMUP_SHARE * batch / WARMUP_BATCH
+
+
+def train_point(name, batch, seed, peak_lr, epochs, data, rank=0, group_size=1):
+    """One run: {test accuracy, final training loss (the last epoch's mean), steps, seconds}."""
+    from mindspore import Tensor, nn
+
+    x, y, x_test, y_test = data
+    batch = min(batch, len(x))
+    if batch % group_size:
+        raise SystemExit(f"batch_study.py: error: batch {batch} is not a multiple of the {group_size} workers")
+    steps_per_epoch = -(-len(x) // batch)
+    lrs = train.learning_rates(peak_lr, steps_per_epoch, epochs, warmup_epochs(batch, epochs))
+    net = train.DATASETS["mnist1d"].network(seed)
+    optimizer = train.build_optimizer(name, net.trainable_params(), lrs, decay_biases=False)
+    loss_fn = nn.SoftmaxCrossEntropyWithLogits(sparse=True, reduction="mean")
+    step = nn.TrainOneStepCell(nn.WithLossCell(net, loss_fn), optimizer)
+    started = time.perf_counter()
+    last_losses = []
+    for epoch in range(epochs):
+        # train.make_dataset's order: epoch e visits the samples as rng(seed, e) permutes them.
+        order = np.random.default_rng([seed, epoch]).permutation(len(x))
+        for start in range(0, len(x), batch):
+            shard = order[start:start + batch][rank::group_size]
+            loss = step(Tensor(x[shard]), Tensor(y[shard]))
+            if epoch == epochs - 1:
+                last_losses.append(loss)
+    final_loss = float(np.mean([loss.asnumpy() for loss in last_losses]))
+    accuracy = float(np.mean(net(Tensor(x_test)).asnumpy().argmax(axis=1) == y_test))
+    return {"accuracy": accuracy, "final_loss": final_loss, "steps": steps_per_epoch * epochs,
+            "seconds": time.perf_counter() - started}
 
 
 def run_cost(batch, n_train, epochs):
-    """A run's cost, for the time-left estimate, in small-batch steps: on 2 CPU cores a step costs
-    ~10 ms and a sample ~0.15 ms (a 66th of a step) beyond it; compiling, ~200 steps."""
-    return epochs * (-(-n_train // min(batch, n_train)) + n_train / 66) + 200
+    """A run's cost in milliseconds on 2 CPU cores, for the time-left estimate: ~2.2 ms a step and
+    ~0.021 ms a sample, and ~1.5 s to compile and evaluate."""
+    return epochs * (-(-n_train // batch) * 2.2 + n_train * 0.021) + 1500
 
 
-def sweep(args, data, rank, group_size, quiet=False):
-    """Every (batch size, optimizer, seed) run; a progress line per run with the time left."""
-    runs = [(batch, name, seed) for batch in args.batch_sizes for name in args.optimizers for seed in args.seeds]
-    n_train = len(data[0])
-    costs = [run_cost(batch, n_train, args.epochs) for batch, _, _ in runs]
-    started, results = time.perf_counter(), []
-    for index, (batch, name, seed) in enumerate(runs):
-        result = train.train_one(name, run_arguments(args, name, batch, seed), data, rank, group_size, verbose=False)
-        accuracy = result["accuracies"][-1]
-        results.append({"batch": min(batch, n_train), "optimizer": name, "seed": seed, "peak_lr": result["peak_lr"],
-                        "accuracy": accuracy, "best_accuracy": max(result["accuracies"]),
-                        "final_loss": result["losses"][-1], "seconds": result["seconds"]})
-        elapsed = time.perf_counter() - started
-        left = elapsed / sum(costs[:index + 1]) * sum(costs[index + 1:])
-        if rank == 0 and not quiet:
-            print(f"[{index + 1:2d}/{len(runs)}] batch {batch:5d} {train.LABELS[name]:16s} seed {seed}: "
-                  f"test accuracy {accuracy:.4f} (peak lr {result['peak_lr']:.4g}, {result['seconds']:.1f} s); "
+class Progress:
+    """A line per run, with the time left from the runs so far and the cost model of the rest."""
+
+    def __init__(self, total_cost, quiet):
+        self.total_cost, self.done_cost, self.quiet = total_cost, 0.0, quiet
+        self.started, self.count = time.perf_counter(), 0
+
+    def report(self, run, cost, planned_runs):
+        self.done_cost += cost
+        self.count += 1
+        elapsed = time.perf_counter() - self.started
+        left = elapsed / self.done_cost * max(self.total_cost - self.done_cost, 0.0)
+        if not self.quiet:
+            print(f"[{self.count:3d}/{planned_runs}] {run['phase']:10s} batch {run['batch']:5d} "
+                  f"{train.LABELS[run['optimizer']]:16s} seed {run['seed']} peak lr {run['peak_lr']:<8.4g}: "
+                  f"test accuracy {run['accuracy']:.4f}, loss {run['final_loss']:.4g} ({run['seconds']:.1f} s); "
                   f"{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left", flush=True)
-    return results, time.perf_counter() - started
 
 
-def summarize(results):
-    """{(optimizer, batch): (mean, min, max, [accuracies])} over the seeds."""
-    by_point = {}
+def plan(args):
+    """The runs in order, as (phase, batch, name, seed, peak lr or None: the rule's, known only after tuning)."""
+    smallest, largest_two = args.batch_sizes[0], args.batch_sizes[-2:]
+    runs = []
+    if not args.tune:
+        base = {name: TUNED_BASE_LR[name] for name in args.optimizers}
+        return [("point" if args.lr else "rule", batch, name, seed,
+                 args.lr or rule_peak_lr(name, base[name], batch, smallest))
+                for batch in args.batch_sizes for name in args.optimizers for seed in args.seeds]
+    runs += [("tune-base", smallest, name, seed, lr)
+             for name in args.optimizers for lr in BASE_GRID[name] for seed in args.seeds]
+    runs += [("rule", batch, name, seed, None)
+             for batch in args.batch_sizes[1:] for name in args.optimizers for seed in args.seeds]
+    runs += [("tune-large", batch, name, seed, factor)
+             for batch in largest_two if batch != smallest for name in args.optimizers
+             for factor in LARGE_BATCH_FACTORS for seed in args.seeds]
+    return runs
+
+
+def best_rate(results, name, batch):
+    """The peak rate with the best mean test accuracy over the seeds at ``batch`` (ties: the lower loss)."""
+    by_rate = {}
     for r in results:
-        by_point.setdefault((r["optimizer"], r["batch"]), []).append(r["accuracy"])
-    return {key: (statistics.fmean(values), min(values), max(values), values) for key, values in by_point.items()}
+        if r["optimizer"] == name and r["batch"] == batch:
+            by_rate.setdefault(r["peak_lr"], []).append(r)
+    return max(by_rate, key=lambda lr: (statistics.fmean(r["accuracy"] for r in by_rate[lr]),
+                                        -statistics.fmean(r["final_loss"] for r in by_rate[lr])))
 
 
-def write_table(results, args, seconds, path, command):
-    points = summarize(results)
+def sweep(args, data, rank=0, group_size=1, quiet=False):
+    """Every run of the plan; returns (results, base rates, seconds). With tuning, the base rates
+    come from the first phase's runs, before the rule's runs need them."""
+    runs, n_train, smallest = plan(args), len(data[0]), args.batch_sizes[0]
+    progress = Progress(sum(run_cost(min(b, n_train), n_train, args.epochs) for _, b, _, _, _ in runs),
+                        quiet or rank != 0)
+    results, base = [], {name: TUNED_BASE_LR[name] for name in args.optimizers}
+    for phase, batch, name, seed, lr in runs:
+        if args.tune and phase != "tune-base" and results[-1]["phase"] == "tune-base":
+            base = {name: best_rate(results, name, smallest) for name in args.optimizers}
+        if phase == "rule" and args.tune:
+            lr = rule_peak_lr(name, base[name], batch, smallest)
+        if phase == "tune-large":
+            lr = rule_peak_lr(name, base[name], batch, smallest) * lr
+        run = {"phase": phase, "batch": min(batch, n_train), "optimizer": name, "seed": seed, "peak_lr": float(lr),
+               "rule": phase == "rule" or (phase == "tune-base" and False)}
+        run.update(train_point(name, batch, seed, lr, args.epochs, data, rank, group_size))
+        results.append(run)
+        progress.report(run, run_cost(run["batch"], n_train, args.epochs), len(runs))
+    if args.tune:       # the rule's point at the smallest batch: the runs of the picked base rate
+        base = {name: best_rate(results, name, smallest) for name in args.optimizers}
+        for r in results:
+            r["rule"] = r["rule"] or (r["phase"] == "tune-base" and r["peak_lr"] == base[r["optimizer"]])
+    return results, base, time.perf_counter() - progress.started
+
+
+def points(results, rule=True):
+    """{(optimizer, batch, peak lr): [runs]} for the rule's runs (or all)."""
+    grouped = {}
+    for r in results:
+        if r["rule"] or not rule:
+            grouped.setdefault((r["optimizer"], r["batch"], r["peak_lr"]), []).append(r)
+    return grouped
+
+
+def tuned_points(results, batches):
+    """{(optimizer, batch): (best peak lr, its runs)} at ``batches``, over every rate tried there."""
+    tuned = {}
+    for (name, batch, lr), runs in points(results, rule=False).items():
+        if batch in batches:
+            mean = statistics.fmean(r["accuracy"] for r in runs)
+            if (name, batch) not in tuned or mean > statistics.fmean(r["accuracy"] for r in tuned[(name, batch)][1]):
+                tuned[(name, batch)] = (lr, runs)
+    return tuned
+
+
+def spread(runs):
+    values = [r["accuracy"] for r in runs]
+    text = f"{statistics.fmean(values):.3f}"
+    return text + (f" ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else "")
+
+
+def write_table(results, base, args, seconds, path, command):
+    names = [n for n in train.OPTIMIZERS if n in args.optimizers]
     batches = sorted({r["batch"] for r in results})
-    names = [n for n in train.OPTIMIZERS if any(r["optimizer"] == n for r in results)]
-    lines = [f"Test accuracy on MNIST-1D at the last of {args.epochs} epochs, mean over seeds {args.seeds} "
-             f"(min-max in brackets); `{command}`, {seconds / 60:.1f} min.", "",
-             "| batch | " + " | ".join(train.LABELS[n] for n in names) + " |",
-             "|---:|" + "---:|" * len(names)]
+    large = batches[-2:] if args.tune else []
+    tuned = tuned_points(results, large)
+    rule = points(results)
+    lines = [f"MNIST-1D ({NUM_SAMPLES:,} sequences: {NUM_SAMPLES * 4 // 5:,} training, {NUM_SAMPLES // 5:,} test), "
+             f"{args.epochs} epochs, seeds {args.seeds}; `{command}`, {seconds / 60:.1f} min.", "",
+             "Test accuracy at the rule's rates, mean over the seeds (min-max)"
+             + ("; at the two largest batches, the best of the grid below it (its peak rate):" if large else ":"), "",
+             "| batch | steps | " + " | ".join(train.LABELS[n] for n in names) + " |",
+             "|---:|---:|" + "---:|" * len(names)]
     for batch in batches:
         cells = []
         for name in names:
-            mean, low, high, values = points[(name, batch)]
-            cells.append(f"{mean:.3f}" + (f" ({low:.3f}-{high:.3f})" if len(values) > 1 else ""))
-        lines.append(f"| {batch} | " + " | ".join(cells) + " |")
-    lines += ["", "Every run:", "", "| batch | optimizer | seed | peak lr | test accuracy | best epoch's | final loss | "
-              "time s |", "|---:|---|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['batch']} | {train.LABELS[r['optimizer']]} | {r['seed']} | {r['peak_lr']:.4g} | "
-                     f"{r['accuracy']:.4f} | {r['best_accuracy']:.4f} | {r['final_loss']:.4g} | {r['seconds']:.1f} |")
+            runs = [rs for (n, b, _), rs in rule.items() if n == name and b == batch]
+            cells.append(spread(runs[0]) if runs else "")
+        steps = next(r["steps"] for r in results if r["batch"] == batch)
+        lines.append(f"| {batch} | {steps} | " + " | ".join(cells) + " |")
+        if batch in large:
+            lines.append(f"| {batch}, tuned | {steps} | " + " | ".join(
+                f"{spread(tuned[(n, batch)][1])} (lr {tuned[(n, batch)][0]:.4g})" for n in names) + " |")
+    if args.tune:
+        lines += ["", f"Base rates at batch {batches[0]}, mean test accuracy over the seeds (the picked one in bold):", "",
+                  "| optimizer | " + " | ".join(f"rate {i + 1}" for i in range(4)) + " |", "|---|" + "---:|" * 4]
+        for name in names:
+            cells = []
+            for lr in BASE_GRID[name]:
+                runs = [r for r in results if r["phase"] == "tune-base" and r["optimizer"] == name and r["peak_lr"] == lr]
+                cell = f"{lr:g}: {spread(runs)}"
+                cells.append(f"**{cell}**" if lr == base[name] else cell)
+            lines.append(f"| {train.LABELS[name]} | " + " | ".join(cells) + " |")
+    lines += ["", "Every run:", "", "| batch | optimizer | seed | phase | peak lr | steps | test accuracy | final loss | "
+              "time s |", "|---:|---|---:|---|---:|---:|---:|---:|---:|"]
+    for r in sorted(results, key=lambda r: (r["batch"], names.index(r["optimizer"]), r["peak_lr"], r["seed"])):
+        phase = r["phase"] + (", rule" if r["rule"] and r["phase"] != "rule" else "")
+        lines.append(f"| {r['batch']} | {train.LABELS[r['optimizer']]} | {r['seed']} | {phase} | {r['peak_lr']:.4g} | "
+                     f"{r['steps']} | {r['accuracy']:.4f} | {r['final_loss']:.4g} | {r['seconds']:.1f} |")
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
 
@@ -139,40 +285,57 @@ def plot(results, args, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    points = summarize(results)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name in [n for n in train.OPTIMIZERS if any(r["optimizer"] == n for r in results)]:
-        batches = sorted(b for (n, b) in points if n == name)
-        mean = [points[(name, b)][0] for b in batches]
-        ax.plot(batches, mean, marker="o", label=train.LABELS[name])
+    batches = sorted({r["batch"] for r in results})
+    tuned = tuned_points(results, batches[-2:] if args.tune else [])
+    rule = points(results)
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name in [n for n in train.OPTIMIZERS if n in args.optimizers]:
+        runs = sorted(((b, rs) for (n, b, _), rs in rule.items() if n == name), key=lambda item: item[0])
+        accuracy = [[r["accuracy"] for r in rs] for _, rs in runs]
+        line, = ax.plot([b for b, _ in runs], [statistics.fmean(a) for a in accuracy], marker="o",
+                        label=f"{train.LABELS[name]} ({SCALING[name]} rule)")
         if len(args.seeds) > 1:
-            ax.fill_between(batches, [points[(name, b)][1] for b in batches], [points[(name, b)][2] for b in batches],
-                            alpha=0.2)
-    ax.axhline(PUBLISHED["CNN"], color="grey", linestyle=":", label="paper's CNN (94%)")
+            ax.fill_between([b for b, _ in runs], [min(a) for a in accuracy], [max(a) for a in accuracy],
+                            color=line.get_color(), alpha=0.2)
+        marked = [(b, statistics.fmean(r["accuracy"] for r in rs)) for (n, b), (_, rs) in tuned.items() if n == name]
+        if marked:
+            ax.scatter(*zip(*marked), marker="*", s=160, color=line.get_color(), edgecolor="black", zorder=3,
+                       label=f"{train.LABELS[name]}, tuned")
+    ax.axhline(PUBLISHED_CNN, color="grey", linestyle=":", label="paper's CNN, 4,000 sequences (94%)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks(batches, [str(b) for b in batches])
+    ax.minorticks_off()
     ax.set(xlabel="batch size", ylabel=f"test accuracy after {args.epochs} epochs", ylim=(0.0, 1.0),
-           title="MNIST-1D, small CNN: accuracy against batch size")
+           title=f"MNIST-1D ({NUM_SAMPLES:,} sequences), small CNN")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower left")
+    ax.legend(loc="lower left", fontsize=8, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    rank, group_size = train.set_up(run_arguments(args, args.optimizers[0], args.batch_sizes[0], args.seeds[0]))
-    data = train.DATASETS["mnist1d"].load(0)
-    results, seconds = sweep(args, data, rank, group_size)
+    rank, group_size = train.set_up(train.parse_args(["--data", "mnist1d", "--seed", str(args.seeds[0]),
+                                                      "--device-target", args.device_target, "--plot", ""]
+                                                     + (["--data-parallel"] if args.data_parallel else [])))
+    started = time.perf_counter()
+    data = train.load_mnist1d_split(0, num_samples=NUM_SAMPLES)
+    generated = time.perf_counter() - started
+    results, base, seconds = sweep(args, data, rank, group_size)
     if rank != 0:
         return results
+    seconds += generated
     os.makedirs(args.out, exist_ok=True)
     command = shlex.join(["python", "scripts/batch_study.py", *(sys.argv[1:] if argv is None else argv)])
-    table, figure = (os.path.join(args.out, f"{args.stem}.{ext}") for ext in ("md", "png"))
-    write_table(results, args, seconds, table, command)
+    table, figure, record = (os.path.join(args.out, f"{args.stem}.{ext}") for ext in ("md", "png", "json"))
+    write_table(results, base, args, seconds, table, command)
     plot(results, args, figure)
+    with open(record, "w", encoding="utf-8") as f:
+        json.dump({"command": command, "seconds": seconds, "data_seconds": generated, "base_lr": base,
+                   "epochs": args.epochs, "runs": results}, f, indent=1)
     with open(table, encoding="utf-8") as f:
         print("\n" + f.read().split("\n\nEvery run:")[0])
-    print(f"wrote {table} and {figure} ({seconds / 60:.1f} min)")
+    print(f"wrote {table}, {figure} and {record} ({seconds / 60:.1f} min; MNIST-1D generated in {generated:.0f} s)")
     return results
 
 

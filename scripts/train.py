@@ -158,15 +158,19 @@ def load_digits_split(seed, limit=None):
     return x[train], y[train], x[test], y[test]
 
 
-def load_mnist1d_split(seed, limit=None):
+def load_mnist1d_split(seed, limit=None, num_samples=None):
     """MNIST-1D as its paper defines it (the mnist1d package's default arguments: 4,000 training
-    and 1,000 test sequences, generated from seed 42, offline); ``seed`` does not change it."""
+    and 1,000 test sequences, generated from seed 42, offline); ``seed`` does not change it.
+    ``num_samples`` changes only the generator's sample count (its 80/20 split kept)."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
         raise SystemExit("train.py: error: mnist1d is missing: pip install -e '.[examples]'") from None
 
-    data = make_dataset(get_dataset_args())     # generated here; never its download path
+    generator_args = get_dataset_args()
+    if num_samples is not None:
+        generator_args.num_samples = num_samples
+    data = make_dataset(generator_args)     # generated here; never its download path
     x, y = data["x"].astype(np.float32), data["y"].astype(np.int32)
     if limit is not None:
         x, y = x[:limit], y[:limit]
@@ -248,8 +252,14 @@ def peak_learning_rate(name, args, batch):
     return base * (factor if SCALING[args.lr_scaling][name] == "linear" else np.sqrt(factor))
 
 
-def build_optimizer(name, params, lrs, record_trust_ratio=False):
+def build_optimizer(name, params, lrs, record_trust_ratio=False, decay_biases=True):
+    """``name``'s optimizer at per-step rates ``lrs``; with ``decay_biases=False``, biases get no weight
+    decay (two parameter groups), as the LARS and LAMB papers and the model zoo's recipes do."""
     lr = Tensor(lrs)
+    if not decay_biases:
+        params = list(params)
+        params = [{"params": [p for p in params if "bias" not in p.name], "weight_decay": WEIGHT_DECAY},
+                  {"params": [p for p in params if "bias" in p.name], "weight_decay": 0.0}]
     if name == "lars":
         inner = nn.Momentum(params, lr, momentum=0.9, weight_decay=WEIGHT_DECAY)
         return ms_lars.LARS(inner, coefficient=LARS_COEFFICIENT, record_trust_ratio=record_trust_ratio)
