@@ -8,16 +8,16 @@
   ``LambApplyOptimizerAssign`` (m, v and the update, in place) + two ``SquareSumV1`` norms +
   ``LambApplyWeightAssign`` (the guarded ratio and the weight, in place).
 
-The primitives are reached through one object, an ``AscendKernels``. In production it is
-``ASCEND_KERNELS``, the real primitives, used where the device target is Ascend. The one seam:
-``ms_lars.conformance.emulated_ascend`` sets ``_override`` to CPU emulations of the same kernels,
-so that the tests and ``python -m ms_lars.check`` run this very code, guard and casts included,
-on a CPU.
+The primitives are reached through one object, an ``AscendKernels``, given to the route when it
+is built. In production it is ``ASCEND_KERNELS``, the real primitives, chosen where the device
+target is Ascend. The tests and ``python -m ms_lars.check`` pass ``route="ascend-emulated"`` (or
+an ``AscendKernels`` of their own) to LARS and Lamb instead: the CPU emulations of
+``ms_lars.conformance.emulated_ascend`` then run this very code, guard and casts included, on a CPU.
 """
 import functools
 
 import numpy as np
-from mindspore import Tensor, get_context, nn
+from mindspore import Tensor, nn
 from mindspore import dtype as mstype
 from mindspore.ops import composite as C
 from mindspore.ops import functional as F
@@ -50,19 +50,10 @@ class AscendKernels:
 
 
 ASCEND_KERNELS = AscendKernels(P.SquareSumAll(), _lars_update, inner.Lamb(), "ascend")
-_override = None    # the seam: an AscendKernels that replaces the real ones (emulation on a CPU)
-
-
-def chosen_kernels():
-    """The kernels the Ascend path runs on here, or None where it does not run (not Ascend, no
-    emulation). LARS and Lamb ask once, at construction."""
-    if _override is not None:
-        return _override
-    return ASCEND_KERNELS if get_context("device_target") == "Ascend" else None
 
 
 class LarsGradients(nn.Cell):
-    """LARS's gradient rewrite for every layer of one LARS at once, on ``kernels``.
+    """LARS's route ``ascend``: the gradient rewrite for every layer of one LARS at once, on ``kernels``.
 
     Per LARS layer it launches what nn.LARS does, ``SquareSumAll`` and ``LARSUpdate``, and one
     multiply more; the zero-norm guard, the clip and the record are vector ops over all layers'
@@ -76,15 +67,22 @@ class LarsGradients(nn.Cell):
       unchanged, so the result is bit-identical to the bare primitive's;
     * ``Unstack`` hands each layer its square sums, weight decay and factor back as scalars.
 
-    Built once per LARS (its flags and constants are fixed at construction). Called with the
-    step's learning rate and weight decay as ``nn.Optimizer`` gives them (one value, or a tuple of
-    one per parameter), the parameters and the gradients; returns the new gradients, and with
-    ``record`` also the record, float32 ``[parameters, 3]`` (telemetry).
+    Built once per LARS (its flags and constants are fixed at construction, ``settings``: a
+    ``_lars_routes.LarsSettings``). Called as every LARS route is, with the step's learning rate and
+    weight decay as ``nn.Optimizer`` gives them (one value, or a tuple of one per parameter), the
+    parameters and the gradients; returns (the new gradients, the record: float32 ``[parameters, 3]``
+    where ``settings.record``, else ``()``).
     """
+    steps_inner = False
+    name = "ascend"
 
-    def __init__(self, kernels, parameters, *, coefficient, epsilon, use_clip, inverse_loss_scale, decay_flags,
-                 lars_flags, record, is_group_lr, weight_decay, dynamic_weight_decay):
+    def __init__(self, kernels, parameters, *, settings, weight_decay, dynamic_weight_decay):
         super().__init__(auto_prefix=False)
+        self.path = kernels.name
+        coefficient, epsilon, use_clip = settings.coefficient, settings.epsilon, settings.use_clip
+        inverse_loss_scale, decay_flags, lars_flags = settings.inverse_loss_scale, settings.decay_flags, \
+            settings.lars_flags
+        record, is_group_lr = settings.record, settings.is_group_lr
         self.square_sum_all, self.lars_update = kernels.square_sum_all, kernels.lars_update
         self.coefficient, self.epsilon, self.use_clip = coefficient, epsilon, use_clip
         self.inverse_loss_scale, self.record = inverse_loss_scale, record
@@ -127,7 +125,7 @@ class LarsGradients(nn.Cell):
         if self.inverse_loss_scale != 1.0:
             grads = tuple([g * F.cast(self.inverse_loss_scale, F.dtype(g)) for g in gradients])
         if not self.summed:
-            return (grads, F.zeros((len(grads), 3), mstype.float32)) if self.record else grads
+            return grads, (F.zeros((len(grads), 3), mstype.float32) if self.record else ())
         sums = [self.square_sum_all(weights[i], grads[i]) for i in self.summed]
         weight_squares = self.stack([F.cast(pair[0], mstype.float32) for pair in sums])
         grad_squares = self.stack([F.cast(pair[1], mstype.float32) for pair in sums])
@@ -138,7 +136,7 @@ class LarsGradients(nn.Cell):
         result = tuple([combined[at] for at in self.result_at])
         if self.record:
             return result, self._record(lr, weight_decay, weight_squares, grad_squares)
-        return result
+        return result, ()
 
     def _lars_values(self, values):
         """lr or weight decay over the LARS layers: a float32 vector of their own values where
@@ -220,7 +218,7 @@ def lamb_update(kernels):
                         "Tensor", "Tensor", "Bool", "Bool")
     def _lamb(record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag,
               optim_filter):
-        """Same signature as the CPU paths' per-layer update (lamb.py). ``global_step`` is the step
+        """Same signature as the CPU routes' per-layer update (_lamb_routes.py). ``global_step`` is the step
         being taken (1 on the first call): lamb_fission.cc casts it to float32 and the kernel uses it
         as t in 1 - beta^t."""
         if not optim_filter:

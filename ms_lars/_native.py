@@ -195,28 +195,39 @@ def _rebuild(source_name, library, stale):
             os.unlink(partial)   # never leave a half-built or empty library behind
 
 
+def kernels_switched_off(environ=os.environ):
+    """The users' switch: ``MS_LARS_NO_CPU_KERNELS=1`` in ``environ`` sends LARS and Lamb constructed
+    from then on to their composed-op route. Read here and nowhere else; ms_lars never sets it (a
+    test or script that wants a route passes ``route=``)."""
+    return environ.get("MS_LARS_NO_CPU_KERNELS") == "1"
+
+
 def unavailable_reason(source_name):
     """Why ``kernels/<source_name>`` has no library here, once a kernel was asked for; None where it has one."""
-    if os.environ.get("MS_LARS_NO_CPU_KERNELS") == "1":
+    if kernels_switched_off():
         return "MS_LARS_NO_CPU_KERNELS=1 is set"
     return _unavailable.get(source_name)
 
 
+def library_loads(source_name):
+    """Whether ``kernels/<source_name>`` has a library that loads here (shipped, cached, or built now)."""
+    if source_name not in _built:
+        _built[source_name] = _library(source_name)
+    return _built[source_name] is not None
+
+
 def cpu_kernel(source_name, function, outputs=(1,), in_place=False):
     """A MindSpore AOT custom op for ``function`` in ``kernels/<source_name>``, or None where the
-    device target is not the CPU, ``MS_LARS_NO_CPU_KERNELS=1``, or the kernel cannot be built.
+    device target is not the CPU or the kernel cannot be built. (Whether a route uses it is the
+    route chooser's business, ``_routes.resolve``: the users' switch included.)
 
     ``outputs``: one entry per float32 output, an int (the shape of that input) or a tuple (a fixed
     shape); by default one output shaped like the second input. ``in_place``: the kernel writes its
     Parameter inputs, declared as a memory side effect so reads stay ordered.
     """
-    if get_context("device_target") != "CPU" or os.environ.get("MS_LARS_NO_CPU_KERNELS") == "1":
+    if get_context("device_target") != "CPU" or not library_loads(source_name):
         return None
-    if source_name not in _built:
-        _built[source_name] = _library(source_name)
     library = _built[source_name]
-    if library is None:
-        return None
     outputs = tuple(outputs)
     key = (library, function, outputs)
     if key not in _ops:

@@ -31,10 +31,10 @@ import warnings
 
 import mindspore as ms
 
-from ms_lars import _ascend, _native
+from ms_lars import _native
 from ms_lars._mindspore_bindings import mindspore_classes
 from ms_lars.conformance.cases import CASES
-from ms_lars.conformance.paths import kernels_build, on_path, paths_for
+from ms_lars.conformance.paths import kernels_build, paths_for
 
 MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
@@ -44,9 +44,9 @@ def _worst(rows):
     return max(rows, key=lambda row: row[1] / row[2] if row[2] > 0 else (0.0 if row[1] == 0 else math.inf))
 
 
-def run_case(case, path, mode, mindspore_class=None):
-    """One result: {case, path, mode, worst_error, tolerance, what, passed}. An exception is a failing
-    row that names it."""
+def run_case(case, path, mode, mindspore_class=None, route=None):
+    """One result: {case, path, mode, worst_error, tolerance, what, passed}, ms_lars's optimizer built
+    on ``route`` (default: ``path``). An exception is a failing row that names it."""
     optimizer, run = CASES[case]
     ms.set_context(mode=MODES[mode])
     result = {"case": case, "path": path, "mode": mode}
@@ -56,8 +56,7 @@ def run_case(case, path, mode, mindspore_class=None):
             if mindspore_class is not None:
                 rows = run(**{f"{optimizer.lower()}_class": mindspore_class})
             else:
-                with on_path(path):
-                    rows = run()
+                rows = run(route=path if route is None else route)
     except Exception as error:   # noqa: BLE001 - a failing row names what went wrong
         # MindSpore's messages open with banners ("-----", "- Kernel select failed:"): the first line
         # that says something is the message.
@@ -128,7 +127,10 @@ def _strip_modes(argv):
     return kept
 
 
-def main(argv=None):
+def main(argv=None, routes=None):
+    """The command; ``routes``: {path: the ``route`` to build ms_lars's optimizers on for it}, for a
+    test that runs a path on kernels of its own (the check runs in this process then)."""
+    routes = routes or {}
     args = parse_args(argv)
     started = time.perf_counter()
     device = args.device_target or ms.get_context("device_target")
@@ -155,8 +157,7 @@ def main(argv=None):
     if args.rows_to is None:
         print(f"{'case':36s} {'path':16s} {'mode':9s} {'worst err':>10s} {'tolerance':>9s}  result where")
     results, informational = [], []
-    parallel = (len(args.modes) > 1 and not args.serial and (os.cpu_count() or 1) > 1 and
-                _ascend._override is None)     # an emulation set in this process stays in this process
+    parallel = len(args.modes) > 1 and not args.serial and (os.cpu_count() or 1) > 1 and not routes
     by_mode = _rows_in_workers(_strip_modes(sys.argv[1:] if argv is None else list(argv)), args.modes) \
         if parallel else None
     for path in paths:
@@ -165,7 +166,7 @@ def main(argv=None):
                 if by_mode is not None:
                     row = next(r for r in by_mode[mode] if r["case"] == case and r["path"] == path)
                 else:
-                    row = run_case(case, path, mode)
+                    row = run_case(case, path, mode, route=routes.get(path))
                 results.append(row)
                 if args.rows_to is None:
                     print(_format_row(row, "pass" if row["passed"] else "FAIL"), flush=True)

@@ -5,7 +5,7 @@ from PyTorch keep their numbers.
 * LARS: You, Gitman and Ginsburg, "Large Batch Training of Convolutional Networks", 2017,
   https://arxiv.org/abs/1708.03888; with NVIDIA apex's LARC clipping (``trust_clip``).
 * Lamb: You et al., "Large Batch Optimization for Deep Learning: Training BERT in 76 minutes", 2019,
-  https://arxiv.org/abs/1904.00962; the NVLAMB variant of apex's FusedLAMB (global gradient clipping).
+  https://arxiv.org/abs/1904.00962; the NVLAMB variant of apex's FusedLAMB (gradients clipped by their norm over all parameters).
 
 Both subclass ``mindspore.experimental.optim.Optimizer``: ``param_groups`` carry per-group
 hyperparameters, each group's ``lr`` is a Parameter, and every scheduler in
@@ -16,6 +16,7 @@ the C++ kernels (LARS's per-layer rewrite, and Lamb's whole step where timm's fo
 docs/formulas.md); ``path`` says which runs, per group.
 On Ascend and GPU they run composed MindSpore ops.
 """
+import functools
 from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
@@ -26,9 +27,11 @@ from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
 
-from ms_lars import lamb as _lamb
-from ms_lars import lars as _lars
+from ms_lars import _routes
+from ms_lars._ascend import AscendKernels
 from ms_lars._checks import Params, check_bool, check_number
+from ms_lars._lamb_routes import lamb_layer_kernel_op
+from ms_lars._lars_routes import composed_lars_gradient, lars_layer_kernel
 from ms_lars._trust_ratio import l2_norm, lamb_trust_ratio, square_sum, to_float32
 
 __all__ = ["Lars", "Lamb"]
@@ -36,7 +39,6 @@ __all__ = ["Lars", "Lamb"]
 _sqrt = P.Sqrt()
 _pow = P.Pow()
 _timm_lamb = C.MultitypeFuncGraph("timm_lamb")
-_lamb_kernel = C.MultitypeFuncGraph("timm_lamb_kernel")
 _square_sum = C.MultitypeFuncGraph("square_sum")
 
 
@@ -51,10 +53,13 @@ def _check_lr(optimizer, lr):
     return lr
 
 
-def _cpu_path(path):
-    """ms_lars.LARS's or ms_lars.Lamb's choice of path, composed ops where that is Ascend's (there is no
-    fused Ascend primitive for timm's formulas)."""
-    return "composed" if path.startswith("ascend") else path
+def _choose_path(owner, route, kernel_source):
+    """``"kernel"`` or ``"composed"``, from the chooser of ms_lars.LARS's and ms_lars.Lamb's routes
+    (``_routes.resolve``): their per-layer kernel where it would run theirs; composed ops where theirs
+    would be Ascend's (there is no fused Ascend primitive for timm's formulas) or composed. timm's
+    step has no whole-step kernel."""
+    name, _ = _routes.resolve(owner, route, None, None, kernel_source)
+    return "kernel" if name == _routes.LAYER_KERNEL else "composed"
 
 
 class _GroupsFixedAtConstruction:
@@ -92,10 +97,12 @@ class _GroupsFixedAtConstruction:
 
 # ----------------------------------------------------------------------------------------- Lars
 
-def _timm_lars_for(rewrite, name):
+@functools.lru_cache(maxsize=None)
+def _timm_lars_for(rewrite):
     """timm's Lars for one parameter as a MultitypeFuncGraph over ``rewrite``, ms_lars.LARS's per-layer
-    rewrite ``ratio * (g + wd * w)`` (its kernel or its composed ops: the same trust ratio, guard and clip)."""
-    per_layer = C.MultitypeFuncGraph(name)
+    rewrite ``ratio * (g + wd * w)`` (its kernel or its composed ops: the same trust ratio, guard and
+    clip); built once per rewrite."""
+    per_layer = C.MultitypeFuncGraph("timm_lars")
 
     @per_layer.register("Bool", "Number", "Number", "Bool", "Number", "Number", "Bool", "Tensor", "Tensor", "Tensor",
                         "Tensor", "Tensor", "Tensor")
@@ -116,9 +123,6 @@ def _timm_lars_for(rewrite, name):
 
     return per_layer
 
-
-_TIMM_LARS = {"kernel": _timm_lars_for(_lars._native_lars_gradient, "timm_lars_kernel"),
-              "composed": _timm_lars_for(_lars._composed_lars_gradient, "timm_lars_composed")}
 
 
 class Lars(_GroupsFixedAtConstruction, Optimizer):
@@ -157,6 +161,10 @@ class Lars(_GroupsFixedAtConstruction, Optimizer):
         eps (float): added to the ratio's denominator, >= 0. Default: ``1e-8``.
         trust_clip (bool): LARC clipping, :math:`r = \min(r / lr, 1)`. Default: ``False``.
         always_adapt (bool): adapt parameters without weight decay too. Default: ``False``.
+        route (Optional[str]): force the kind of code a step runs (tests, diagnosis): ``"kernel"``
+            (ms_lars's per-layer C++ kernel where a group's settings allow it) or ``"composed"``.
+            ``None`` chooses as ``ms_lars.LARS`` and ``ms_lars.Lamb`` choose (composed ops on Ascend).
+            Default: ``None``.
 
     Inputs:
         - **gradients** (tuple[Tensor]) - the gradients of ``params``, in order.
@@ -190,7 +198,8 @@ class Lars(_GroupsFixedAtConstruction, Optimizer):
 
     def __init__(self, params: Params, lr: Union[float, Tensor] = 1.0, momentum: float = 0, dampening: float = 0,
                  weight_decay: float = 0, nesterov: bool = False, trust_coeff: float = 0.001, eps: float = 1e-8,
-                 trust_clip: bool = False, always_adapt: bool = False) -> None:
+                 trust_clip: bool = False, always_adapt: bool = False, *,
+                 route: Optional[Union[str, AscendKernels]] = None) -> None:
         defaults = dict(lr=_check_lr("Lars", lr), momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                         nesterov=nesterov, trust_coeff=trust_coeff, eps=eps, trust_clip=trust_clip,
                         always_adapt=always_adapt)
@@ -200,8 +209,9 @@ class Lars(_GroupsFixedAtConstruction, Optimizer):
             self._check_group(group)
         self.momentum_buffer = self.parameters.clone(prefix="momentum_buffer", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lars_step_count")
-        self._device_path = _cpu_path(_lars._choose_lars_gradient()[0])
-        self._per_layer = _TIMM_LARS[self._device_path]
+        self._device_path = _choose_path("Lars", route, "lars_cpu.cc")
+        self._per_layer = _timm_lars_for(lars_layer_kernel() if self._device_path == "kernel"
+                                         else composed_lars_gradient)
         self._groups_fixed = True
 
     def _uses_kernel(self, group, group_id):
@@ -249,7 +259,7 @@ def _gradient_square_sum(gradient):
                      "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor")
 def _lamb_layer(adapt, trust_clip, decay, beta1, beta2, one_minus_beta2, beta3, eps, weight_decay, bias_correction1,
                 bias_correction2, lr, weight, m, v, gradient):
-    """timm's Lamb for one parameter (already divided by the global-norm clip), in place. Its trust
+    """timm's Lamb for one parameter (already divided by the clip on all gradients' norm), in place. Its trust
     ratio is ms_lars.Lamb's (``_trust_ratio.lamb_trust_ratio``: ||w|| / ||u||, 1 where a norm is 0).
     The constants come as float32 from float64 (as PyTorch rounds timm's Python floats), not as
     ``1 - float32(beta)``: with beta2 = 0.999 that alone would be 1.3e-5 off."""
@@ -270,11 +280,17 @@ def _lamb_layer(adapt, trust_clip, decay, beta1, beta2, one_minus_beta2, beta3, 
     return F.depend(F.assign(weight, F.cast(next_weight, F.dtype(weight))), (next_m, next_v))
 
 
-@_lamb_kernel.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-                       "Tensor")
-def _lamb_kernel_layer(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient):
-    """ms_lars.Lamb's per-layer CPU kernel (set by its choice of path)."""
-    return _lamb._lamb_cpu_step(weight, gradient, m, v, lr, beta1, beta2, eps, weight_decay, global_step)
+@functools.lru_cache(maxsize=None)
+def _lamb_kernel_for(kernel):
+    """ms_lars.Lamb's per-layer CPU kernel op as a MultitypeFuncGraph, built once per op."""
+    per_layer = C.MultitypeFuncGraph("timm_lamb_kernel")
+
+    @per_layer.register("Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
+                        "Tensor")
+    def _lamb_kernel_layer(beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient):
+        return kernel(weight, gradient, m, v, lr, beta1, beta2, eps, weight_decay, global_step)
+
+    return per_layer
 
 
 def _faithful_in_float32(beta):
@@ -293,7 +309,7 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
     2019, https://arxiv.org/abs/1904.00962.
 
     At step :math:`t` (counted once per call, from 1), with the gradients first divided by
-    :math:`c = \max(\|(g_1, \dots, g_n)\| / \text{max\_grad\_norm}, 1)` (their global norm, over every
+    :math:`c = \max(\|(g_1, \dots, g_n)\| / \text{max\_grad\_norm}, 1)` (their norm taken over every
     group), for each parameter :math:`w` of a group:
 
     .. math::
@@ -317,10 +333,14 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
         eps (float): added to the denominator, >= 0. Default: ``1e-6``.
         weight_decay (float): weight decay :math:`\lambda`, >= 0. Default: ``0.01``.
         grad_averaging (bool): scale the gradient by :math:`1 - \beta_1` in :math:`m`. Default: ``True``.
-        max_grad_norm (Union[float, None]): clip the gradients' global norm to this (> 0); ``None``
+        max_grad_norm (Union[float, None]): clip the norm of all gradients together to this (> 0); ``None``
             switches the clip off. Default: ``1.0``.
         trust_clip (bool): LAMBC, clip the trust ratio at 1. Default: ``False``.
         always_adapt (bool): adapt parameters without weight decay too. Default: ``False``.
+        route (Optional[str]): force the kind of code a step runs (tests, diagnosis): ``"kernel"``
+            (ms_lars's per-layer C++ kernel where a group's settings allow it) or ``"composed"``.
+            ``None`` chooses as ``ms_lars.LARS`` and ``ms_lars.Lamb`` choose (composed ops on Ascend).
+            Default: ``None``.
 
     Inputs:
         - **gradients** (tuple[Tensor]) - the gradients of ``params``, in order.
@@ -353,7 +373,8 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
     def __init__(self, params: Params, lr: Union[float, Tensor] = 1e-3, bias_correction: bool = True,
                  betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.01,
                  grad_averaging: bool = True, max_grad_norm: Optional[float] = 1.0, trust_clip: bool = False,
-                 always_adapt: bool = False, **timm_options) -> None:
+                 always_adapt: bool = False, *, route: Optional[Union[str, AscendKernels]] = None,
+                 **timm_options) -> None:
         for name, value in timm_options.items():
             if name not in _REFUSED_LAMB_OPTIONS:
                 raise TypeError(f"For 'Lamb', got an unexpected keyword argument '{name}'.")
@@ -375,7 +396,9 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
         self.exp_avg_sq = self.parameters.clone(prefix="exp_avg_sq", init="zeros")
         self.step_count = Parameter(Tensor(0, mstype.int32), name="lamb_step_count")
         # Per group, whether the kernel can run it at all: the kernel path and float32 parameters.
-        device_path = _cpu_path(_lamb._choose_lamb_update()[0])
+        device_path = _choose_path("Lamb", route, "lamb_cpu.cc")
+        # (On the composed path the kernel branch of _group_step is never taken; it still needs a graph.)
+        self._lamb_kernel = _lamb_kernel_for(lamb_layer_kernel_op()) if device_path == "kernel" else _timm_lamb
         self._kernel_groups = tuple(device_path == "kernel" and all(p.dtype == mstype.float32 for p in group["params"])
                                     for group in self.param_groups)
         self._groups_fixed = True
@@ -403,9 +426,9 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
 
     @jit
     def _clip_divisor(self, gradients):
-        """max(global norm / max_grad_norm, 1), over every gradient."""
-        global_norm = _sqrt(F.reduce_sum(P.Concat()(self.hyper_map(_square_sum, gradients))))
-        return F.maximum(global_norm / self.max_grad_norm, 1.0)
+        """max(norm of all gradients together / max_grad_norm, 1)."""
+        total_norm = _sqrt(F.reduce_sum(P.Concat()(self.hyper_map(_square_sum, gradients))))
+        return F.maximum(total_norm / self.max_grad_norm, 1.0)
 
     @jit
     def _group_step(self, start, end, lr, use_kernel, weight_decay, beta1, beta2, eps, bias_correction,
@@ -416,7 +439,7 @@ class Lamb(_GroupsFixedAtConstruction, Optimizer):
         if use_kernel:
             # ms_lars.Lamb's per-layer kernel (kernels/lamb_cpu.cc's LambStep), its formula in place.
             wd_tensor, beta1_tensor, beta2_tensor, eps_tensor = tensors[:4]
-            self.hyper_map(F.partial(_lamb_kernel, beta1_tensor, beta2_tensor,
+            self.hyper_map(F.partial(self._lamb_kernel, beta1_tensor, beta2_tensor,
                                      eps_tensor, F.reshape(step, (1,)), F.cast(lr, mstype.float32), wd_tensor),
                            params, m, v, gradients[start:end])
             return True

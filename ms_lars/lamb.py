@@ -10,118 +10,35 @@ For step ``t = 1, 2, ...`` and every parameter ``w`` with gradient ``g``::
     u = (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps) + wd * w
     w = w - lr * trust_ratio * u,   trust_ratio = ||w|| / ||u||, or 1 where a norm is 0
 
-This is MindSpore's documented formula and what Ascend's fused Lamb kernel computes. Three
-implementations, chosen once at construction: on Ascend that kernel (``_ascend.py``); and, side by
-side below, on the CPU one C++ kernel per layer that updates w, m and v in place (``kernels/lamb_cpu.cc``,
-compiled at install); elsewhere (GPU, or a CPU without the kernels) composed MindSpore ops.
-(MindSpore's GPU Lamb kernel computes a different variant and is never used.) Where every
-parameter is float32, the CPU kernel path updates all of them in one kernel call. State is named as
+This is MindSpore's documented formula and what Ascend's fused Lamb kernel computes. Which code
+runs a step is its route, chosen once at construction (``_lamb_routes.choose_lamb_route``; the table
+is in ``_routes.py``): on the CPU, where every parameter is float32, one C++ kernel call updates all
+of them in place (``kernels/lamb_cpu.cc``), else one call per layer; on Ascend, that fused kernel
+(``_ascend.py``); elsewhere (GPU, or a CPU without the kernels) composed MindSpore ops.
+(MindSpore's GPU Lamb kernel computes a different variant and is never used.) State is named as
 ``nn.Lamb`` names it, so checkpoints move between the two.
 
 With ``record_trust_ratio=True`` each step also records every parameter's norms and applied ratio
 on the device (``telemetry.py``).
 """
 import functools
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from mindspore import Tensor, jit
 from mindspore.nn import Cell
 from mindspore import dtype as mstype
 from mindspore.nn.optim.optimizer import Optimizer, opt_init_args_register
-from mindspore.ops import composite as C
 from mindspore.ops import functional as F
 
-from ms_lars import _ascend
+from ms_lars import _routes
+from ms_lars._ascend import AscendKernels
 from ms_lars._centralization import centralize_gradients
 from ms_lars._checks import (LearningRate, Params, check_bool, check_gradients, check_lamb_arguments,
                              check_parameter_dtypes, gradient_signature)
 from ms_lars._graph_call import JitExecutorCall
-from ms_lars._native import cpu_kernel, per_parameter_values
-from ms_lars._trust_ratio import l2_norm, lamb_direction, lamb_trust_ratio, to_float32
-from ms_lars.telemetry import RecordsTrustRatios, record_row, write_record
-
-# Per-layer update, three implementations with one signature:
-# (record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag, optim_filter)
-# -> the update's result, or the parameter's record row when ``record`` (a compile-time constant).
-# global_step is the step being taken (1 on the first call), as the fused kernels expect.
-# The Ascend implementation lives in _ascend.py, with everything else that runs on Ascend.
-_composed_lamb_update = C.MultitypeFuncGraph("composed_lamb_update")
-_native_lamb_update = C.MultitypeFuncGraph("native_lamb_update")
-_lamb_cpu_step = None   # the AOT custom op, set when a Lamb first chooses the native CPU path
-_lamb_cpu_multi = {}    # parameter count -> the op that updates all parameters in one call
-
-
-@_composed_lamb_update.register("Bool", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-                                "Tensor", "Tensor", "Tensor", "Bool", "Bool")
-def _composed(record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag,
-              optim_filter):
-    """CPU/GPU: the formula in composed MindSpore ops, in float32, stored in each tensor's dtype."""
-    if not optim_filter:
-        return _skipped(record, weight, gradient)
-    # global_step has shape (1,): as a scalar it cannot broadcast a 0-d layer's update to shape (1,).
-    step = F.reshape(F.cast(global_step, mstype.float32), ())
-    w = to_float32(weight)
-    next_m, next_v, update = lamb_direction(beta1, beta2, eps, step, weight_decay, decay_flag, weight, m, v, gradient)
-    weight_norm, update_norm = l2_norm(w), l2_norm(update)
-    trust_ratio = lamb_trust_ratio(weight_norm, update_norm)
-    next_w = w - lr * trust_ratio * update
-    next_m = F.depend(next_m, F.assign(m, F.cast(next_m, F.dtype(m))))
-    next_v = F.depend(next_v, F.assign(v, F.cast(next_v, F.dtype(v))))
-    updated = F.depend(F.assign(weight, F.cast(next_w, F.dtype(weight))), (next_m, next_v))
-    if record:
-        return F.depend(record_row(weight_norm, update_norm, trust_ratio), updated)
-    return updated
-
-
-def _skipped(record, weight, gradient):
-    """A parameter the parallel optimizer's filter leaves to another device: not updated here; its
-    record row holds ||w||, 0 and ratio 1."""
-    if record:
-        weight_norm = l2_norm(weight)
-        return record_row(weight_norm, F.zeros_like(weight_norm), F.ones_like(weight_norm))
-    return gradient
-
-
-@_native_lamb_update.register("Bool", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor", "Tensor",
-                              "Tensor", "Tensor", "Bool", "Bool")
-def _native(record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient, decay_flag,
-            optim_filter):
-    """CPU: the formula as one fused C++ kernel per float32 layer (kernels/lamb_cpu.cc), in place; its
-    output is the record row. float16/bfloat16 layers take the composed path."""
-    if not optim_filter:
-        return _skipped(record, weight, gradient)
-    if F.dtype(weight) != mstype.float32:
-        return _composed(record, beta1, beta2, eps, global_step, lr, weight_decay, weight, m, v, gradient,
-                         decay_flag, optim_filter)
-    wd = weight_decay if decay_flag else F.zeros_like(weight_decay)
-    return _lamb_cpu_step(weight, gradient, m, v, F.cast(lr, mstype.float32), beta1, beta2, eps, wd, global_step)
-
-
-def _choose_lamb_update():
-    """The one choice point: Ascend's fused primitive, the CPU kernel, or composed ops (GPU, or a
-    CPU without a working C++ compiler). Returns (path name, per-layer update)."""
-    global _lamb_cpu_step
-    ascend_kernels = _ascend.chosen_kernels()
-    if ascend_kernels is not None:
-        return ascend_kernels.name, _ascend.lamb_update(ascend_kernels)
-    kernel = cpu_kernel("lamb_cpu.cc", "LambStep", outputs=[(3,)], in_place=True)
-    if kernel is None:
-        return "composed", _composed_lamb_update
-    _lamb_cpu_step = kernel
-    return "kernel", _native_lamb_update
-
-
-def _multi_parameter_kernel(path, params, use_parallel):
-    """The op that runs the whole step on the kernel path in one call (kernels/lamb_cpu.cc's
-    LambMulti), where it applies: every parameter float32, no parallel optimizer. None elsewhere."""
-    if path != "kernel" or use_parallel or any(p.dtype != mstype.float32 for p in params):
-        return None
-    if len(params) not in _lamb_cpu_multi:
-        _lamb_cpu_multi[len(params)] = cpu_kernel("lamb_cpu.cc", "LambMulti", outputs=[(len(params), 3)],
-                                                  in_place=True)
-    return _lamb_cpu_multi[len(params)]
-
+from ms_lars._lamb_routes import LambSettings, choose_lamb_route
+from ms_lars.telemetry import RecordsTrustRatios
 
 def _keeping_signature(decorator):
     """``decorator``, whose wrapper keeps the function's name, docstring and signature:
@@ -161,6 +78,11 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
         record_trust_ratio (bool): record every parameter's ``||w||``, ``||u||`` and applied trust
             ratio at each step, on the device (``trust_ratios()``, ``ms_lars.TrustRatioMonitor``).
             Off, the step and the checkpoint are those of a Lamb without it. Default: ``False``.
+        route (Optional[str]): force the code a step runs (tests, diagnosis): ``"multi-parameter-kernel"``,
+            ``"layer-kernel"``, ``"kernel"`` (either, the first where it fits), ``"composed"``,
+            ``"ascend"``, or an ``AscendKernels`` (the Ascend route on other kernels: the tests' emulation). ``None`` chooses from the device and the parameters.
+            ``route.name`` (and ``path``, the kind: ``kernel``, ``composed``, ``ascend``) says what
+            runs. Default: ``None``.
 
     Inputs:
         - **gradients** (tuple[Tensor]) - the gradients of ``params``.
@@ -175,7 +97,7 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
             neither Parameter nor dict; ``beta1``, ``beta2`` or ``eps`` is not a float;
             ``weight_decay`` is neither float, int nor Cell; ``record_trust_ratio`` is not a bool.
         ValueError: ``eps <= 0``; ``beta1`` or ``beta2`` is outside (0.0, 1.0); ``weight_decay < 0``;
-            ``params`` is empty.
+            ``params`` is empty; ``route`` names no route, or one that cannot run here or these parameters.
 
     Supported Platforms:
         ``Ascend`` ``GPU`` ``CPU``
@@ -199,7 +121,7 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
     @_keeping_signature(opt_init_args_register)
     def __init__(self, params: Params, learning_rate: LearningRate, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-6, weight_decay: Union[float, int, Cell] = 0.0,
-                 record_trust_ratio: bool = False) -> None:
+                 record_trust_ratio: bool = False, *, route: Optional[Union[str, AscendKernels]] = None) -> None:
         params = check_lamb_arguments(params, learning_rate, beta1, beta2, eps, weight_decay)
         check_bool("Lamb", "record_trust_ratio", record_trust_ratio)
         # opt_init_args_register recorded what was passed: a generator would be spent by now.
@@ -213,8 +135,12 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
         self.gradient_signature = gradient_signature(self.params)
         self.moments1 = self.params.clone(prefix="lamb_m", init="zeros")
         self.moments2 = self.params.clone(prefix="lamb_v", init="zeros")
-        self.path, self._lamb_update = _choose_lamb_update()
-        if self.path in ("kernel", "composed"):
+        settings = LambSettings(self.beta1, self.beta2, self.eps, self.decay_flags, self.optim_filter,
+                                record_trust_ratio, self.is_group, self.is_group_lr)
+        self.route = choose_lamb_route(self.params, settings, self.use_parallel, route)
+        self.path = self.route.path
+        self.multi_parameter_kernel = self.route.name == "multi-parameter-kernel"
+        if self.route.name != _routes.ASCEND:
             # Moments of float16/bfloat16 parameters stay float32: (1 - beta2) * g * g underflows in
             # float16 and slows training. (The fused Ascend kernel needs them in the parameter's dtype.)
             for state in list(self.moments1) + list(self.moments2):
@@ -222,11 +148,8 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
                     state.set_dtype(mstype.float32)
         self._init_trust_ratio_record(record_trust_ratio, self.params)
         self._init_jit_executor_call()
-        self._multi_kernel = _multi_parameter_kernel(self.path, self.params, self.use_parallel)
-        self.multi_parameter_kernel = self._multi_kernel is not None
         # What the step returns (nn.Lamb's documented output): True per parameter, once updated.
         self._all_done = tuple(True for _ in self.params)
-        self._decay_flags = Tensor(np.array(self.decay_flags, np.float32).reshape(-1))
 
     def gradients_centralization(self, gradients):
         """Grad centralization that runs on every device, with nn.Optimizer's rule."""
@@ -245,26 +168,9 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
         increase = F.depend(self.global_step_increase_tensor, (lr, weight_decay))
         step = F.depend(self.global_step, self.assignadd(self.global_step, increase))
         gradients = self.gradients_centralization(gradients)
-        if self.multi_parameter_kernel:
-            record = self._multi_kernel(*self.params, *gradients, *self.moments1, *self.moments2,
-                                        per_parameter_values(lr), per_parameter_values(weight_decay),
-                                        self._decay_flags, self.beta1, self.beta2, self.eps, step)
-            if self.record_trust_ratio:
-                record = F.depend(record, F.assign(self.trust_ratio_record, record))
-            return F.depend(self._all_done, record)
-        update, record, b1, b2, eps = self._lamb_update, self.record_trust_ratio, self.beta1, self.beta2, self.eps
-        state = (self.params, self.moments1, self.moments2)
-        if self.is_group_lr:
-            result = self.hyper_map(F.partial(update, record, b1, b2, eps, step), lr, weight_decay, *state, gradients,
-                                    self.decay_flags, self.optim_filter)
-        elif self.is_group:
-            result = self.hyper_map(F.partial(update, record, b1, b2, eps, step, lr), weight_decay, *state, gradients,
-                                    self.decay_flags, self.optim_filter)
-        else:
-            result = self.hyper_map(F.partial(update, record, b1, b2, eps, step, lr, weight_decay), *state, gradients,
-                                    self.decay_flags, self.optim_filter)
+        result, record = self.route(lr, weight_decay, step, self.params, self.moments1, self.moments2, gradients)
         if self.record_trust_ratio:
-            result = F.depend(result, write_record(self.trust_ratio_record, result))
+            result = F.depend(result, F.assign(self.trust_ratio_record, record))
         if self.use_parallel:
             result = F.depend(result, self.broadcast_params(F.depend(self.params, result)))
         return F.depend(self._all_done, result)

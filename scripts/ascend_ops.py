@@ -6,7 +6,7 @@
 
 On Ascend every op in the step's graph is a kernel launch. This counts them without an Ascend
 device: the step is compiled on the CPU in GRAPH_MODE with the real Ascend primitives
-(``_ascend._override = _ascend.ASCEND_KERNELS``) and ``save_graphs=True``, until kernel selection
+(``route=_ascend.ASCEND_KERNELS``) and ``save_graphs=True``, until kernel selection
 stops the compile (the CPU has no LARSUpdate or Lamb kernel); then the ops of the last
 ``hwopt_d_after_optimization_without_backend_graph_*.ir`` are counted. Structural nodes
 (TupleGetItem, MakeTuple, Depend, UpdateState, Load, Return) are not ops. Each optimizer wraps or
@@ -40,12 +40,14 @@ def _optimizers():
     from mindspore import nn
 
     import ms_lars
+    from ms_lars import _ascend
     return {
-        "ms_lars.LARS": lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9)),
-        "ms_lars.LARS use_clip": lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9), use_clip=True),
+        "ms_lars.LARS": lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9), route=_ascend.ASCEND_KERNELS),
+        "ms_lars.LARS use_clip": lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9), use_clip=True,
+                                                        route=_ascend.ASCEND_KERNELS),
         "nn.LARS": lambda p: nn.LARS(nn.Momentum(p, 0.1, 0.9)),
         "nn.LARS use_clip": lambda p: nn.LARS(nn.Momentum(p, 0.1, 0.9), use_clip=True),
-        "ms_lars.Lamb": lambda p: ms_lars.Lamb(p, 0.1),
+        "ms_lars.Lamb": lambda p: ms_lars.Lamb(p, 0.1, route=_ascend.ASCEND_KERNELS),
         "nn.Lamb": lambda p: nn.Lamb(p, 0.1),
     }
 
@@ -55,11 +57,9 @@ def backend_ops(name, layers):
     import mindspore as ms
     from mindspore import Parameter, Tensor
 
-    from ms_lars import _ascend
     with tempfile.TemporaryDirectory(prefix="ms_lars-ascend-ops-") as graphs:
         ms.set_device("CPU")
         ms.set_context(mode=ms.GRAPH_MODE, save_graphs=True, save_graphs_path=graphs)
-        previous, _ascend._override = _ascend._override, _ascend.ASCEND_KERNELS
         try:
             params = [Parameter(Tensor(np.ones((4, 3), np.float32)), name=f"layer{i}.weight") for i in range(layers)]
             optimizer = _optimizers()[name](params)
@@ -69,7 +69,6 @@ def backend_ops(name, layers):
             except (RuntimeError, TypeError, ValueError):
                 pass        # kernel selection: the CPU lacks the Ascend kernels, as expected
         finally:
-            _ascend._override = previous
             ms.set_context(save_graphs=False)
         files = sorted(glob.glob(os.path.join(graphs, "**", "hwopt_d_after_optimization_without_backend_graph_*.ir"),
                                  recursive=True), key=os.path.getmtime)

@@ -27,6 +27,7 @@ import argparse
 import ctypes
 import json
 import os
+import inspect
 import platform
 import runpy
 import statistics
@@ -97,16 +98,17 @@ SIZES = {"resnet50": resnet50_shapes, "bert-base": bert_base_shapes}
 MIN_PASSES = {"nn.Momentum": 5, "ms_lars.LARS(Momentum)": 7, "nn.AdamWeightDecay": 7, "ms_lars.Lamb": 10}
 RECORDING = " +record"
 
+# ms_lars's optimizers take ``route`` (``--no-cpu-kernels``: {"route": "composed"}; else nothing).
 GROUPS = [
     ("nn.Momentum", lambda params: nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4), {
-        "ms_lars.LARS(Momentum)": lambda params: ms_lars.LARS(nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4),
-                                                              coefficient=0.001),
-        "ms_lars.LARS(Momentum)" + RECORDING: lambda params: ms_lars.LARS(
-            nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4), coefficient=0.001, record_trust_ratio=True)}),
+        "ms_lars.LARS(Momentum)": lambda params, **route: ms_lars.LARS(
+            nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4), coefficient=0.001, **route),
+        "ms_lars.LARS(Momentum)" + RECORDING: lambda params, **route: ms_lars.LARS(
+            nn.Momentum(params, 0.1, 0.9, weight_decay=1e-4), coefficient=0.001, record_trust_ratio=True, **route)}),
     ("nn.AdamWeightDecay", lambda params: nn.AdamWeightDecay(params, 1e-3, weight_decay=0.01), {
-        "ms_lars.Lamb": lambda params: ms_lars.Lamb(params, 1e-3, weight_decay=0.01),
-        "ms_lars.Lamb" + RECORDING: lambda params: ms_lars.Lamb(params, 1e-3, weight_decay=0.01,
-                                                                 record_trust_ratio=True)}),
+        "ms_lars.Lamb": lambda params, **route: ms_lars.Lamb(params, 1e-3, weight_decay=0.01, **route),
+        "ms_lars.Lamb" + RECORDING: lambda params, **route: ms_lars.Lamb(params, 1e-3, weight_decay=0.01,
+                                                                          record_trust_ratio=True, **route)}),
 ]
 
 
@@ -193,7 +195,7 @@ def wait_for(params):
     return wait
 
 
-def measure(size, repeats, pynative_repeats, steps):
+def measure(size, repeats, pynative_repeats, steps, route):
     shapes = SIZES[size]()
     n_params = sum(int(np.prod(s)) for _, s in shapes)
     param_bytes = 4 * n_params
@@ -204,7 +206,7 @@ def measure(size, repeats, pynative_repeats, steps):
         runs = {}
         for mode, n in ((ms.GRAPH_MODE, repeats), (ms.PYNATIVE_MODE, pynative_repeats)):
             ms.set_context(mode=mode)
-            optimizers = {baseline: make_baseline(params), **{name: make(params) for name, make in ours.items()}}
+            optimizers = {baseline: make_baseline(params), **{name: make(params, **route) for name, make in ours.items()}}
             calls = {name: (lambda o=o: o(grads)) for name, o in optimizers.items()}
             runs[mode] = time_interleaved(calls, wait_for(params), n, steps=steps)
         (first, step), (_, pynative) = runs[ms.GRAPH_MODE], runs[ms.PYNATIVE_MODE]
@@ -339,8 +341,10 @@ def main(argv=None):
                         help="measure the source tree and every wheel this many times, in turn (the order rotating "
                              "from round to round), and print the medians over the rounds")
     args = parser.parse_args(argv)
-    if args.no_cpu_kernels:
-        os.environ["MS_LARS_NO_CPU_KERNELS"] = "1"
+    route = {"route": "composed"} if args.no_cpu_kernels else {}
+    if args.no_cpu_kernels and "route" not in inspect.signature(ms_lars.LARS.__init__).parameters:
+        parser.error(f"--no-cpu-kernels: ms_lars {ms_lars.__version__} takes no route=; measure its composed-op "
+                     f"path with MS_LARS_NO_CPU_KERNELS=1 set in the shell instead")
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, but got {args.rounds}")
     ms.set_device("CPU")
@@ -348,7 +352,7 @@ def main(argv=None):
             str(args.pynative_repeats), "--steps", str(args.steps)] + (["--no-cpu-kernels"] * args.no_cpu_kernels)
     this_build = "source tree" if PACKAGE_ENV not in os.environ else "wheel"
     builds = [lambda: [dict(row, build=this_build) for size in args.sizes
-                       for row in measure(size, args.repeats, args.pynative_repeats, args.steps)]]
+                       for row in measure(size, args.repeats, args.pynative_repeats, args.steps, route)]]
     builds += [lambda wheel=wheel: measure_in_child(same, wheel) for wheel in args.wheel]
     if not args.no_thread_scaling and PACKAGE_ENV not in os.environ:
         builds += [lambda: measure_in_child(same, one_thread=True)]

@@ -22,8 +22,9 @@ trap 'rm -rf "$work"' EXIT
 
 # The tests, away from the source tree (a copy: the root conftest.py would put the tree on sys.path),
 # so that the installed package is the one imported.
-mkdir -p "$work/tests"
+mkdir -p "$work/tests/helpers"
 cp "$root"/tests/*.py "$work/tests/"
+cp "$root"/tests/helpers/*.py "$work/tests/helpers/"
 cp "$root/conftest.py" "$work/"
 cd "$work"
 export GLOG_v=3
@@ -36,7 +37,7 @@ CXX="$ARM_CXX" "$ARM_PY" -m pytest -q -p no:cacheprovider -o addopts="" \
 # empty: only the wheel's own kernels can give the kernel path.
 export CXX="$work/no-compiler/g++" MS_LARS_CACHE="$work/cache"
 echo "== one LARS and one Lamb step on the wheel's kernels, no compiler"
-"$ARM_PY" tests/kernel_step.py --expect-installed | tail -n 1
+"$ARM_PY" tests/helpers/kernel_step.py --expect-installed | tail -n 1
 echo "== python -m ms_lars.check --modes pynative (no compiler)"
 "$ARM_PY" -m ms_lars.check --modes pynative | tee "$work/check.log"
 grep -q "path chosen by LARS and Lamb here: kernel" "$work/check.log" \

@@ -7,7 +7,7 @@
 #
 # Cells: Python 3.9 with MindSpore 2.9.0 (the newest there is for 3.9), 3.10 with 2.7.0 (the oldest
 # ms_lars supports), 3.12 with 2.10.0. The full suite runs on 3.11 (.ci/run). In each cell: one step
-# of LARS(nn.Momentum) and of Lamb that must take the wheel's kernels (tests/kernel_step.py), the
+# of LARS(nn.Momentum) and of Lamb that must take the wheel's kernels (tests/helpers/kernel_step.py), the
 # optimizer tests (tests/test_lars_api.py, tests/test_lamb_api.py), and `python -m ms_lars.check`.
 # The Pythons come from pyenv (`pyenv install 3.9`), else from PATH (python3.9, ...). PYTHON (default
 # python3) runs build_wheels.py: it needs ziglang and auditwheel (pip install -e '.[wheels]').
@@ -33,6 +33,8 @@ wheel=$(ls "$work"/wheels/*x86_64.whl)
 # The tests, away from the source tree (a copy): only the installed package can be imported.
 mkdir -p "$work/tests"
 cp "$root"/tests/*.py "$work/tests/"
+mkdir -p "$work/tests/helpers"
+cp "$root"/tests/helpers/*.py "$work/tests/helpers/"
 cp "$root/conftest.py" "$work/"
 # No compiler reachable: CXX names none (ms_lars looks there first), and the cache starts empty.
 export CXX="$work/no-compiler/g++" GLOG_v=3
@@ -55,7 +57,7 @@ for cell in $cells; do
       || ! "$venv/bin/python" -m pip install -q "mindspore==$mindspore" "numpy<2" "pytest>=7" "hypothesis>=6.100" "$wheel"; then
     result="FAILED (install)"
   else
-    (cd "$work" && "$venv/bin/python" tests/kernel_step.py --expect-installed) > "$work/step.log" 2>&1 \
+    (cd "$work" && "$venv/bin/python" tests/helpers/kernel_step.py --expect-installed) > "$work/step.log" 2>&1 \
       || result="FAILED (kernel step)"
     tail -n 1 "$work/step.log"
     if [ "$result" = passed ]; then

@@ -2,7 +2,6 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ms_lars.conformance.paths import on_path
 from ms_lars.conformance.reference import relative_error
 
 
@@ -16,17 +15,16 @@ def mode(request):
 
 @pytest.fixture(params=["kernel", "composed"])
 def cpu_path(request):
-    """Runs a test on both CPU paths: the fused C++ kernels, and the composed MindSpore ops (the
-    path GPUs, and CPUs without a C++ compiler, take). Chosen when an optimizer is constructed."""
-    with on_path(request.param):
-        yield request.param
+    """Both CPU paths: the C++ kernels, and the composed MindSpore ops (the path GPUs, and CPUs
+    without a C++ compiler, take). The test passes it to the optimizers it builds, ``route=cpu_path``."""
+    return request.param
 
 
 @pytest.fixture(params=["kernel", "composed", "ascend-emulated"])
 def any_path(request):
-    """Both CPU paths, and the Ascend path's own code with the Ascend kernels emulated on the CPU."""
-    with on_path(request.param):
-        yield request.param
+    """Both CPU paths, and the Ascend route's own code with the Ascend kernels emulated on the CPU;
+    ``conformance.paths.route_for(any_path)`` is the ``route`` that builds an optimizer on it."""
+    return request.param
 
 
 @pytest.fixture

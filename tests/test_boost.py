@@ -78,7 +78,7 @@ def test_lars_centralizes_the_inner_optimizers_groups_as_the_reference(mode, cpu
               {"params": [params["w_plain"]]}]
     lr, momentum, wd, coefficient, epsilon = 0.1, 0.9, 1e-3, 0.02, 1e-5
     optimizer = ms_lars.LARS(nn.Momentum(groups, lr, momentum, weight_decay=wd), epsilon=epsilon,
-                             coefficient=coefficient)
+                             coefficient=coefficient, route=cpu_path)
     order = [p.name for p in optimizer.parameters]
     grads = [[rng.normal(0, 1, shapes[name]).astype(np.float32) for name in order] for _ in range(3)]
     for step_grads in grads:

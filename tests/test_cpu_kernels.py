@@ -13,7 +13,7 @@ import ms_lars
 import ms_lars._native as native
 import ms_lars._kernel_build as kernel_build
 from ms_lars.conformance.reference import MomentumRule, relative_error, run_lars
-from training import state_of
+from helpers.training import state_of
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and not os.environ.get("CXX"),
                                 reason="no C++ compiler: the kernels cannot be built here")
@@ -38,25 +38,23 @@ def train(make_optimizer, steps=5):
 
 
 OPTIMIZERS = {
-    "lars": lambda params: ms_lars.LARS(nn.Momentum(params, 0.5, 0.9, weight_decay=1e-3, loss_scale=8.0),
-                                        coefficient=0.02),
-    "lars_clip": lambda params: ms_lars.LARS(nn.Momentum(params, 0.5, 0.9, weight_decay=1e-3), coefficient=0.02,
-                                             use_clip=True),
-    "lars_groups": lambda params: ms_lars.LARS(nn.Momentum(
+    "lars": lambda params, route: ms_lars.LARS(nn.Momentum(params, 0.5, 0.9, weight_decay=1e-3, loss_scale=8.0),
+                                               coefficient=0.02, route=route),
+    "lars_clip": lambda params, route: ms_lars.LARS(nn.Momentum(params, 0.5, 0.9, weight_decay=1e-3),
+                                                    coefficient=0.02, use_clip=True, route=route),
+    "lars_groups": lambda params, route: ms_lars.LARS(nn.Momentum(
         [{"params": params[:2], "lr": 0.3, "weight_decay": 1e-2}, {"params": params[2:]}], 0.5, 0.9,
-        weight_decay=1e-3), coefficient=0.02),
-    "lamb": lambda params: ms_lars.Lamb(params, 0.05, weight_decay=0.01),
-    "lamb_groups": lambda params: ms_lars.Lamb([{"params": params[:2], "lr": 0.02, "weight_decay": 0.1},
-                                                {"params": params[2:]}], 0.05, weight_decay=0.01),
+        weight_decay=1e-3), coefficient=0.02, route=route),
+    "lamb": lambda params, route: ms_lars.Lamb(params, 0.05, weight_decay=0.01, route=route),
+    "lamb_groups": lambda params, route: ms_lars.Lamb([{"params": params[:2], "lr": 0.02, "weight_decay": 0.1},
+                                                       {"params": params[2:]}], 0.05, weight_decay=0.01, route=route),
 }
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_kernel_and_composed_paths_agree(graph_mode, monkeypatch, name):
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
-    kernel_opt, by_kernel = train(OPTIMIZERS[name])
-    monkeypatch.setenv("MS_LARS_NO_CPU_KERNELS", "1")
-    composed_opt, by_composed = train(OPTIMIZERS[name])
+def test_kernel_and_composed_paths_agree(graph_mode, name):
+    kernel_opt, by_kernel = train(lambda params: OPTIMIZERS[name](params, "kernel"))
+    composed_opt, by_composed = train(lambda params: OPTIMIZERS[name](params, "composed"))
     assert (kernel_opt.path, composed_opt.path) == ("kernel", "composed")
     assert sorted(by_kernel) == sorted(by_composed)
     for key, value in by_composed.items():
@@ -112,10 +110,14 @@ def test_kernels_are_built_once_into_the_cache_with_a_message_on_the_ms_lars_log
     assert os.listdir(cache) == built
 
 
-def test_no_kernels_where_the_target_is_not_the_cpu_or_they_are_switched_off(monkeypatch):
-    monkeypatch.setenv("MS_LARS_NO_CPU_KERNELS", "1")
-    assert native.cpu_kernel("lamb_cpu.cc", "LambStep", outputs=[(3,)]) is None
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS")
+def test_the_users_switch_is_read_from_the_environment_it_is_given():
+    # MS_LARS_NO_CPU_KERNELS=1, and only "1", switches the kernels off (the route chooser asks).
+    assert native.kernels_switched_off({"MS_LARS_NO_CPU_KERNELS": "1"}) is True
+    assert native.kernels_switched_off({"MS_LARS_NO_CPU_KERNELS": "0"}) is False
+    assert native.kernels_switched_off({}) is False
+
+
+def test_no_kernels_where_the_target_is_not_the_cpu(monkeypatch):
     monkeypatch.setattr(native, "get_context", lambda key: "GPU")
     assert native.cpu_kernel("lamb_cpu.cc", "LambStep", outputs=[(3,)]) is None
 
@@ -154,21 +156,21 @@ class MyMomentum(nn.Momentum):
 
 
 @pytest.mark.parametrize("make, fused", [
-    (lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9)), True),
-    (lambda p: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9, use_nesterov=True, loss_scale=4.0)), True),
-    (lambda p: ms_lars.LARS(nn.SGD(p, 0.1, momentum=0.9)), False),
-    (lambda p: ms_lars.LARS(MyMomentum(p, 0.1, 0.9)), False),
-    (lambda p: ms_lars.LARS(nn.Momentum([{"params": p[:1], "grad_centralization": True}, {"params": p[1:]}],
-                                        0.1, 0.9)), False),
-    (lambda p: ms_lars.Lamb(p, 0.1), True),
+    (lambda p, **route: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9), **route), True),
+    (lambda p, **route: ms_lars.LARS(nn.Momentum(p, 0.1, 0.9, use_nesterov=True, loss_scale=4.0), **route), True),
+    (lambda p, **route: ms_lars.LARS(nn.SGD(p, 0.1, momentum=0.9), **route), False),
+    (lambda p, **route: ms_lars.LARS(MyMomentum(p, 0.1, 0.9), **route), False),
+    (lambda p, **route: ms_lars.LARS(nn.Momentum([{"params": p[:1], "grad_centralization": True},
+                                                  {"params": p[1:]}], 0.1, 0.9), **route), False),
+    (lambda p, **route: ms_lars.Lamb(p, 0.1, **route), True),
 ])
 def test_whole_step_kernels_are_chosen_where_they_apply(graph_mode, monkeypatch, make, fused):
     monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     params = [Parameter(Tensor(np.ones(shape, np.float32)), name=name) for name, shape in SHAPES]
     optimizer = make(params)
     assert getattr(optimizer, "fused_momentum", getattr(optimizer, "multi_parameter_kernel", None)) is fused
-    monkeypatch.setenv("MS_LARS_NO_CPU_KERNELS", "1")
-    optimizer = make([Parameter(Tensor(np.ones(shape, np.float32)), name=name) for name, shape in SHAPES])
+    optimizer = make([Parameter(Tensor(np.ones(shape, np.float32)), name=name) for name, shape in SHAPES],
+                     route="composed")
     assert getattr(optimizer, "fused_momentum", getattr(optimizer, "multi_parameter_kernel", None)) is False
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from ms_lars.conformance.reference import relative_error
 
-WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data_parallel_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "helpers", "data_parallel_worker.py")
 TIMEOUT_S = 300
 
 

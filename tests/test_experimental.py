@@ -26,14 +26,15 @@ def test_every_knob_has_a_case():
 
 @pytest.mark.parametrize("case", TIMM_CASES)
 def test_timm_case_matches_reference(mode, cpu_path, case):
-    assert_rows(CASES[case][1]())
+    assert_rows(CASES[case][1](route=cpu_path))
 
 
 @pytest.mark.parametrize("kind", ["Lars", "Lamb"])
 def test_both_are_experimental_optimizers_and_choose_the_cpu_kernels(cpu_path, kind):
     # Arguments the kernels run (timm's defaults do not: tests/test_user_facing.py).
     knobs = {"weight_decay": 1e-4} if kind == "Lars" else {"betas": (0.9, 0.99)}
-    optimizer = getattr(experimental, kind)([Parameter(Tensor(np.ones((2, 3), np.float32)), name="w")], **knobs)
+    optimizer = getattr(experimental, kind)([Parameter(Tensor(np.ones((2, 3), np.float32)), name="w")],
+                                            route=cpu_path, **knobs)
     assert isinstance(optimizer, Optimizer)
     assert optimizer.path == cpu_path
     assert isinstance(optimizer.param_groups[0]["lr"], Parameter)
@@ -93,7 +94,8 @@ def test_a_timm_recipe_gives_the_same_trajectory(mode, cpu_path):
     no_decay = [n for n in shapes if n.endswith(".bias") or len(shapes[n]) <= 1]
     decay = [n for n in shapes if n not in no_decay]
     optimizer = experimental.Lamb([{"params": [params[n] for n in no_decay], "weight_decay": 0.0},
-                                   {"params": [params[n] for n in decay], "weight_decay": 0.05}], lr=0.01)
+                                   {"params": [params[n] for n in decay], "weight_decay": 0.05}], lr=0.01,
+                                  route=cpu_path)
     warmup = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=3)
     cosine = lr_scheduler.CosineAnnealingLR(optimizer, T_max=10)
     order = no_decay + decay
@@ -164,6 +166,6 @@ def test_state_is_named_as_pytorch_names_it_and_checkpointed():
 def test_lamb_runs_ms_lars_lamb_kernel_where_timm_formula_is_the_specs(cpu_path):
     params = lambda: [Parameter(Tensor(np.ones(2, np.float32)), name="w")]  # noqa: E731
     kernel = cpu_path == "kernel"
-    assert experimental.Lamb(params(), betas=(0.9, 0.99)).path == ("kernel" if kernel else "composed")
+    assert experimental.Lamb(params(), betas=(0.9, 0.99), route=cpu_path).path == ("kernel" if kernel else "composed")
     # 1 - float32(0.999) is 1.3e-5 off, which the kernel (computing in float32) would carry into v.
-    assert experimental.Lamb(params()).path == "composed"
+    assert experimental.Lamb(params(), route=cpu_path).path == "composed"

@@ -9,7 +9,7 @@ from mindspore import Parameter, Tensor, nn
 import ms_lars
 from conftest import assert_close
 from ms_lars.conformance.reference import MomentumRule, run_lamb, run_lars
-from training import MLP, state_of
+from helpers.training import MLP, state_of
 
 SCALARS_AMONG_LAYERS = [("a.weight", (3, 4)), ("t1.weight", ()), ("b.weight", (4,)), ("t2.weight", ()),
                         ("c.bias", (1,)), ("t3.gamma", ())]
@@ -32,9 +32,9 @@ def test_several_0d_parameters_among_layers_train_and_match_the_reference(mode, 
     params = _params()
     start = [p.asnumpy().copy() for p in params]
     if name == "lars":
-        optimizer = ms_lars.LARS(nn.Momentum(params, 0.1, 0.9, weight_decay=0.01), coefficient=0.01)
+        optimizer = ms_lars.LARS(nn.Momentum(params, 0.1, 0.9, weight_decay=0.01), coefficient=0.01, route=cpu_path)
     else:
-        optimizer = ms_lars.Lamb(params, 0.1, weight_decay=0.01)
+        optimizer = ms_lars.Lamb(params, 0.1, weight_decay=0.01, route=cpu_path)
     grads = [_grads(step) for step in range(3)]
     for step_grads in grads:
         optimizer(tuple(Tensor(g) for g in step_grads))
@@ -127,7 +127,8 @@ def test_lamb_step_count_with_a_schedule_and_a_dynamic_decay_no_parameter_uses(m
     names = ["norm.beta", "scale.gamma"]
     start = [np.full((3,), -4.1, dtype), np.asarray(0.7, dtype)]
     params = [Parameter(Tensor(w.copy()), name=n) for n, w in zip(names, start)]
-    optimizer = ms_lars.Lamb(params, InverseStepLR(), beta1=0.99, beta2=0.99, weight_decay=StepWeightDecay())
+    optimizer = ms_lars.Lamb(params, InverseStepLR(), beta1=0.99, beta2=0.99, weight_decay=StepWeightDecay(),
+                             route=cpu_path)
     grads = [[np.zeros((3,), dtype), np.asarray(0.0, dtype)], [np.full((3,), 0.4, dtype), np.asarray(-0.2, dtype)]]
     for step_grads in grads:
         optimizer(tuple(Tensor(g) for g in step_grads))

@@ -22,8 +22,8 @@ import pytest
 
 import ms_lars._kernel_build as kernel_build
 import ms_lars._native as native
-import kernel_step
-from kernel_step import emulated_aarch64_python, expected_weights
+from helpers import kernel_step
+from helpers.kernel_step import emulated_aarch64_python, expected_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -77,7 +77,7 @@ def old_name(source="lars_cpu.cc"):
 
 
 def step_both():
-    """One step of LARS(nn.Momentum) and of Lamb in this process (kernel_step.py): paths and weights after it."""
+    """One step of LARS(nn.Momentum) and of Lamb in this process (helpers/kernel_step.py): paths and weights after it."""
     result = kernel_step.step_both()
     return result["paths"], result["weights"]
 
@@ -343,7 +343,7 @@ def source_checkout(tmp_path):
     checkout = tmp_path / "checkout"
     shutil.copytree(os.path.join(ROOT, "ms_lars"), checkout / "ms_lars",
                     ignore=shutil.ignore_patterns("*.so", "__pycache__"))
-    shutil.copy(os.path.join(HERE, "kernel_step.py"), checkout / "kernel_step.py")
+    shutil.copy(os.path.join(HERE, "helpers", "kernel_step.py"), checkout / "kernel_step.py")
     return checkout
 
 

@@ -7,17 +7,17 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 import ms_lars
+from conftest import assert_close
 from ms_lars._ascend import ASCEND_KERNELS
-from ms_lars.conformance.emulated_ascend import emulated_ascend
-from training import MLP, assert_trains_the_same_three_ways, lars_momentum, train_with_train_one_step_cell
+from ms_lars.conformance.reference import MomentumRule, run_lars
+from helpers.training import MLP, assert_trains_the_same_three_ways, lars_momentum, train_with_train_one_step_cell
 
 
 def test_ascend_path_puts_lars_update_in_the_graph(graph_mode):
     # Construct on the real Ascend kernels; running that graph on the CPU must then fail on the
     # fused primitive (the same code on emulated kernels is the parity tests' "ascend-emulated").
-    with emulated_ascend(ASCEND_KERNELS):
-        with pytest.raises(RuntimeError, match=r"Unsupported op \[LARSUpdate\] on CPU"):
-            train_with_train_one_step_cell(lars_momentum)
+    with pytest.raises(RuntimeError, match=r"Unsupported op \[LARSUpdate\] on CPU"):
+        train_with_train_one_step_cell(lambda params: lars_momentum(params, route=ASCEND_KERNELS))
 
 
 def test_cpu_path_trains_where_mindspore_lars_fails(graph_mode):
@@ -78,11 +78,21 @@ def test_refused_lars_leaves_the_inner_optimizer_untouched():
     assert not inner.exec_weight_decay and inner.decay_flags == (False,)
 
 
-def test_use_clip_accepts_group_and_dynamic_lr_together():
-    params = [Parameter(Tensor(np.ones((2, 2), np.float32)), name="a"),
-              Parameter(Tensor(np.ones((2, 2), np.float32)), name="b")]
+def test_use_clip_accepts_group_and_dynamic_lr_together_and_clips_by_each_groups_rate(graph_mode):
+    rng = np.random.default_rng(11)
+    start = [rng.normal(0, 1, (2, 2)).astype(np.float32) for _ in range(2)]
+    params = [Parameter(Tensor(w.copy()), name=name) for name, w in zip("ab", start)]
     inner = nn.Momentum([{"params": [params[0]], "lr": [0.1, 0.05]}, {"params": [params[1]]}], [0.2, 0.1], 0.9)
-    ms_lars.LARS(inner, use_clip=True)  # nn.LARS raises ValueError here
+    optimizer = ms_lars.LARS(inner, use_clip=True, coefficient=0.02)  # nn.LARS raises ValueError here
+    grads = [[rng.normal(0, 1, (2, 2)).astype(np.float32) for _ in range(2)] for _ in range(2)]
+    for step in grads:
+        optimizer(tuple(Tensor(g) for g in step))
+    rates = ([0.1, 0.05], [0.2, 0.1])        # per group, per step
+    expected, _ = run_lars(start, grads, rule=MomentumRule(0.9), lr_of=lambda i, step: rates[i][step],
+                           wd_of=lambda i, step: 0.0, decay_flags=[True, True], lars_flags=[True, True],
+                           coefficient=0.02, epsilon=1e-5, use_clip=True)
+    for param, want in zip(params, expected):
+        assert_close(param.asnumpy(), want, what=param.name)
 
 
 def test_checkpoint_names_are_the_inner_optimizers():

@@ -17,4 +17,4 @@ LARS_CASES = [name for name, (optimizer, _) in CASES.items() if optimizer == "LA
 
 @pytest.mark.parametrize("case", LARS_CASES)
 def test_lars_matches_reference(mode, any_path, case):
-    assert_rows(CASES[case][1]())
+    assert_rows(CASES[case][1](route=any_path))

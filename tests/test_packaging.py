@@ -19,7 +19,7 @@ import pytest
 
 import ms_lars
 import ms_lars._kernel_build as kernel_build
-from kernel_step import emulated_aarch64_python, expected_weights, installed_kernel_step_problems
+from helpers.kernel_step import emulated_aarch64_python, expected_weights, installed_kernel_step_problems
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -58,7 +58,7 @@ def step_without_a_compiler(python, installed_at, tmp_path, extra_env=()):
     path, libraries from the installation (``installed_at``: the site-packages or pip --target
     directory the wheel went to), nothing compiled, the weights the reference gives."""
     env = dict(no_compiler_env(tmp_path), **dict(extra_env))
-    ran = subprocess.run([str(python), os.path.join(HERE, "kernel_step.py"), f"--expect-installed={installed_at}"],
+    ran = subprocess.run([str(python), os.path.join(HERE, "helpers", "kernel_step.py"), f"--expect-installed={installed_at}"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     # --expect-installed: exit 1 unless the kernel path ran on the installation's libraries and the
     # weights are the float64 reference's (the check scripts/test_matrix.sh and test_aarch64.sh make).
@@ -99,7 +99,7 @@ def test_a_wheel_runs_the_kernel_path_in_a_fresh_virtualenv_without_a_compiler(t
 def test_the_installed_kernel_step_check_refuses_a_source_tree(tmp_path):
     # What scripts/test_matrix.sh and test_aarch64.sh rely on: run from the source tree (this
     # environment's editable install), the step is not an installed wheel's, and the check says so.
-    ran = subprocess.run([sys.executable, os.path.join(HERE, "kernel_step.py"), "--expect-installed"], cwd=ROOT,
+    ran = subprocess.run([sys.executable, os.path.join(HERE, "helpers", "kernel_step.py"), "--expect-installed"], cwd=ROOT,
                          env=dict(os.environ, GLOG_v="3"), capture_output=True, text=True, timeout=900)
     assert ran.returncode == 1, ran.stdout[-2000:] + ran.stderr[-2000:]
     verdict = ran.stdout.strip().splitlines()[-1]

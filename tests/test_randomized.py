@@ -26,7 +26,6 @@ from mindspore import Parameter, Tensor, nn
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
 import ms_lars
-from ms_lars.conformance.paths import on_path
 from ms_lars.conformance.reference import MomentumRule, SGDRule, lamb_step, lars_gradient, relative_error
 
 LONG = os.environ.get("MS_LARS_HYPOTHESIS") == "long"
@@ -192,7 +191,7 @@ def _reference_schedules(config):
     return lr_of, wd_of, decay
 
 
-def _build(config, optimizer):
+def _build(config, optimizer, route):
     params = [Parameter(Tensor(w.copy()), name=name) for name, w in zip(config.names, config.weights)]
     grouped = _group_dicts(config, params)
     if optimizer == "lars":
@@ -201,11 +200,13 @@ def _build(config, optimizer):
                  if x["inner"] == "momentum" else
                  nn.SGD(grouped, config.lr, momentum=x["momentum"], weight_decay=config.wd,
                         loss_scale=x["loss_scale"]))
-        opt = ms_lars.LARS(inner, epsilon=x["epsilon"], coefficient=x["coefficient"], use_clip=x["use_clip"])
+        opt = ms_lars.LARS(inner, epsilon=x["epsilon"], coefficient=x["coefficient"], use_clip=x["use_clip"],
+                           route=route)
         state = inner.moments if x["inner"] == "momentum" else inner.accum
         return params, opt, [state]
     x = config.extra
-    opt = ms_lars.Lamb(grouped, config.lr, beta1=x["beta1"], beta2=x["beta2"], eps=x["eps"], weight_decay=config.wd)
+    opt = ms_lars.Lamb(grouped, config.lr, beta1=x["beta1"], beta2=x["beta2"], eps=x["eps"], weight_decay=config.wd,
+                       route=route)
     return params, opt, [opt.moments1, opt.moments2]
 
 
@@ -247,8 +248,7 @@ def _float16_error(actual, expected):
 
 def run_and_check(config, optimizer, path, mode):
     ms.set_context(mode=ms.GRAPH_MODE if mode == "graph" else ms.PYNATIVE_MODE)
-    with on_path(path):
-        params, opt, state_lists = _build(config, optimizer)
+    params, opt, state_lists = _build(config, optimizer, path)
     assert opt.path == path
     where = f"{optimizer} on {path}, {mode}"
     if config.dtype == np.float32:

@@ -8,7 +8,7 @@ from mindspore.amp import DynamicLossScaler, StaticLossScaler, all_finite
 from mindspore.train import FixedLossScaleManager
 
 import ms_lars
-from training import MLP, OPTIMIZERS, data, loss_fn, state_of
+from helpers.training import MLP, OPTIMIZERS, data, loss_fn, state_of
 
 try:   # the jit executor's set of compiled phases (in mindspore.common.api in older releases)
     from mindspore.graph.api import ms_compile_cache

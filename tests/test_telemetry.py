@@ -14,26 +14,26 @@ import ms_lars
 from conftest import assert_rows
 from ms_lars.conformance.cases import CASES
 from ms_lars.conformance.reference import lamb_direction, lamb_record, lars_record, relative_error
-from training import BATCH, MLP, OPTIMIZERS, STEPS, data, loss_fn
+from helpers.training import BATCH, MLP, OPTIMIZERS, STEPS, data, loss_fn
 
 
 @pytest.mark.parametrize("case", [name for name, (kind, _) in CASES.items() if kind in ("LARS", "Lamb")])
 def test_record_matches_reference(mode, any_path, case):
     # Every step's (||w||, ||g|| or ||u||, ratio applied) of every parameter, within 1e-5.
-    rows = CASES[case][1](record_trust_ratio=True)
+    rows = CASES[case][1](record_trust_ratio=True, route=any_path)
     assert any(what.startswith("step 5 record of") for what, _, _ in rows)
     assert_rows(rows)
 
 
-def one_step(name, record, seed=0):
+def one_step(name, record, seed=0, route=None):
     """An MLP after one step of LARS or Lamb on fixed gradients: (parameters before, gradients, optimizer)."""
     net = MLP(seed)
     params = net.trainable_params()
     before = [p.asnumpy().astype(np.float64) for p in params]
     rng = np.random.default_rng(seed)
     grads = [rng.normal(0, 0.1, p.shape).astype(np.float32) for p in params]
-    optimizer = OPTIMIZERS[name](params, record_trust_ratio=record) if record is not None else \
-        OPTIMIZERS[name](params)
+    optimizer = OPTIMIZERS[name](params, record_trust_ratio=record, route=route) if record is not None else \
+        OPTIMIZERS[name](params, route=route)
     optimizer(tuple(Tensor(g) for g in grads))
     return before, grads, optimizer
 
@@ -50,7 +50,7 @@ def test_trust_ratios_returns_python_floats_by_parameter_name(graph_mode):
 
 
 def test_lars_record_of_a_filtered_layer_holds_its_norms_and_ratio_one(graph_mode, cpu_path):
-    before, grads, optimizer = one_step("lars", True)
+    before, grads, optimizer = one_step("lars", True, route=cpu_path)
     for (name, values), w, g in zip(optimizer.trust_ratios().items(), before, grads):
         lars = "bias" not in name
         expected = lars_record(w, g, 0.1, 1e-4 if lars else 0.0, lars=lars, coefficient=0.02, epsilon=1e-5,

@@ -92,7 +92,8 @@ GRADIENTS = (Tensor(np.full((2, 3), 0.5, np.float32)), Tensor(np.ones(3, np.floa
 def test_lars_returns_what_nn_momentum_returns_on_every_path(mode, cpu_path, record):
     expected = nn.Momentum(one_layer(), 0.1, 0.9)(GRADIENTS)
     assert tuple(bool(v) for v in expected) == (True, True)
-    optimizer = ms_lars.LARS(nn.Momentum(one_layer(), 0.1, 0.9), coefficient=0.01, record_trust_ratio=record)
+    optimizer = ms_lars.LARS(nn.Momentum(one_layer(), 0.1, 0.9), coefficient=0.01, record_trust_ratio=record,
+                             route=cpu_path)
     returned = optimizer(GRADIENTS)
     assert optimizer.fused_momentum == (cpu_path == "kernel")    # both the fused kernel and the rewrite
     assert len(returned) == 2 and all(bool(v) is True for v in returned), returned
@@ -102,7 +103,7 @@ def test_lars_returns_what_nn_momentum_returns_on_every_path(mode, cpu_path, rec
 @pytest.mark.parametrize("record", [False, True])
 def test_lamb_returns_what_nn_lamb_documents_on_every_path(mode, cpu_path, record):
     # nn.Lamb's Outputs: "tuple[bool], all elements are True". The kernel paths returned record rows.
-    optimizer = ms_lars.Lamb(one_layer(), 0.1, weight_decay=0.01, record_trust_ratio=record)
+    optimizer = ms_lars.Lamb(one_layer(), 0.1, weight_decay=0.01, record_trust_ratio=record, route=cpu_path)
     returned = optimizer(GRADIENTS)
     assert optimizer.multi_parameter_kernel == (cpu_path == "kernel")
     assert isinstance(returned, tuple) and len(returned) == 2 and all(bool(v) is True for v in returned), returned
@@ -121,7 +122,7 @@ def half_parameters():
 
 
 def test_lamb_keeps_float32_moments_for_float16_parameters_on_the_cpu_paths(cpu_path):
-    optimizer = ms_lars.Lamb(half_parameters(), 0.1)
+    optimizer = ms_lars.Lamb(half_parameters(), 0.1, route=cpu_path)
     assert optimizer.parameters[0].dtype == ms.float16
     assert optimizer.moments1[0].dtype == ms.float32 and optimizer.moments2[0].dtype == ms.float32
 
@@ -165,11 +166,12 @@ def parameter(name="w"):
 
 def test_experimental_path_says_what_runs_with_timms_defaults(cpu_path):
     # timm's defaults: Lamb's beta2 = 0.999 is not carried by the float32 kernel, Lars adapts nothing.
-    assert experimental.Lamb([parameter()]).path == "composed"
-    assert experimental.Lars([parameter()]).path == "composed"
-    assert experimental.Lamb([parameter()], betas=(0.9, 0.99)).path == cpu_path
-    assert experimental.Lars([parameter()], weight_decay=1e-4).path == cpu_path
-    mixed = experimental.Lamb([{"params": [parameter("a")], "betas": (0.9, 0.99)}, {"params": [parameter("b")]}])
+    assert experimental.Lamb([parameter()], route=cpu_path).path == "composed"
+    assert experimental.Lars([parameter()], route=cpu_path).path == "composed"
+    assert experimental.Lamb([parameter()], betas=(0.9, 0.99), route=cpu_path).path == cpu_path
+    assert experimental.Lars([parameter()], weight_decay=1e-4, route=cpu_path).path == cpu_path
+    mixed = experimental.Lamb([{"params": [parameter("a")], "betas": (0.9, 0.99)}, {"params": [parameter("b")]}],
+                              route=cpu_path)
     assert mixed.path == ((cpu_path, "composed") if cpu_path == "kernel" else "composed")
 
 
@@ -198,7 +200,7 @@ def test_experimental_group_values_changed_after_construction_are_checked_at_the
 
 def test_experimental_lamb_takes_the_path_a_changed_beta_calls_for(mode, cpu_path):
     w = parameter()
-    optimizer = experimental.Lamb([w], lr=0.1, betas=(0.9, 0.99))
+    optimizer = experimental.Lamb([w], lr=0.1, betas=(0.9, 0.99), route=cpu_path)
     gradient = (Tensor(np.full((2, 3), 0.5, np.float32)),)
     optimizer(gradient)
     optimizer.param_groups[0]["betas"] = (0.8, 0.999)

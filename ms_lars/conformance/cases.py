@@ -14,6 +14,7 @@ from mindspore import Parameter, Tensor, nn
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
 import ms_lars
+from ms_lars.conformance.paths import route_for
 from ms_lars.conformance.reference import (MomentumRule, SGDRule, centralize, lamb_step, relative_error, run_lamb,
                                            run_lars, run_timm_lamb, run_timm_lars)
 
@@ -165,18 +166,20 @@ def default_lars_filter(param):
 
 def run_lars_case(schedule="fixed", inner="momentum", use_clip=False, loss_scale=1.0, lars_filter=None,
                   lars_class=None, coefficient=LARS_COEFFICIENT, epsilon=LARS_EPSILON,
-                  zero_gradient_at=LARS_ZERO_GRADIENT_AT, record_trust_ratio=False):
+                  zero_gradient_at=LARS_ZERO_GRADIENT_AT, record_trust_ratio=False, route=None):
     """LARS(inner) on LARS_LAYERS for 6 steps; rows for every weight and inner state, and global_step.
     ``lars_class``: the class under test (default ``ms_lars.LARS``; ``nn.LARS`` to compare).
-    ``record_trust_ratio``: also check every step's trust-ratio record."""
+    ``record_trust_ratio``: also check every step's trust-ratio record. ``route``: ms_lars.LARS's."""
     lr, wd, groups, lr_of, wd_of, decay_flags = lars_schedules()[schedule]
     make_inner, rule, state_attr = LARS_INNERS[inner]
     params = make_parameters(LARS_LAYERS)
     inner_optimizer = make_inner(build_params(params, groups), lr, wd, loss_scale)
     lars_filter = lars_filter or default_lars_filter
-    record = {"record_trust_ratio": True} if record_trust_ratio else {}
-    optimizer = (lars_class or ms_lars.LARS)(inner_optimizer, epsilon=epsilon, coefficient=coefficient,
-                                             use_clip=use_clip, lars_filter=lars_filter, **record)
+    extra = {"record_trust_ratio": True} if record_trust_ratio else {}
+    if lars_class is None:
+        lars_class, extra["route"] = ms_lars.LARS, route_for(route)
+    optimizer = lars_class(inner_optimizer, epsilon=epsilon, coefficient=coefficient, use_clip=use_clip,
+                           lars_filter=lars_filter, **extra)
     all_grads = gradients(LARS_LAYERS, LARS_GRAD_SCALES, zero_gradient_at, loss_scale)
     recorded = []
     for grads in all_grads:
@@ -234,25 +237,26 @@ def lamb_schedules():
     }
 
 
-def make_lamb(schedule="fixed", dtype=np.float32, lamb_class=None, record_trust_ratio=False):
-    """(parameters, Lamb on LAMB_LAYERS) for a schedule."""
+def make_lamb(schedule="fixed", dtype=np.float32, lamb_class=None, record_trust_ratio=False, route=None):
+    """(parameters, Lamb on LAMB_LAYERS) for a schedule; ``route``: ms_lars.Lamb's."""
     lr, wd, groups, _, _, _ = lamb_schedules()[schedule]
     params = make_parameters(LAMB_LAYERS, dtype)
     if groups is not None and groups[-1][0] == "order":
         grouped = build_params(params, groups[:-1]) + [{"order_params": params}]
     else:
         grouped = build_params(params, groups)
-    record = {"record_trust_ratio": True} if record_trust_ratio else {}
-    optimizer = (lamb_class or ms_lars.Lamb)(grouped, lr, beta1=LAMB_BETA1, beta2=LAMB_BETA2, eps=LAMB_EPS,
-                                             weight_decay=wd, **record)
+    extra = {"record_trust_ratio": True} if record_trust_ratio else {}
+    if lamb_class is None:
+        lamb_class, extra["route"] = ms_lars.Lamb, route_for(route)
+    optimizer = lamb_class(grouped, lr, beta1=LAMB_BETA1, beta2=LAMB_BETA2, eps=LAMB_EPS, weight_decay=wd, **extra)
     return params, optimizer
 
 
-def run_lamb_case(schedule="fixed", lamb_class=None, record_trust_ratio=False):
+def run_lamb_case(schedule="fixed", lamb_class=None, record_trust_ratio=False, route=None):
     """Lamb on LAMB_LAYERS for 6 steps; rows for every weight, m and v, and global_step (and, with
     ``record_trust_ratio``, every step's trust-ratio record)."""
     _, _, _, lr_of, wd_of, decay_flags = lamb_schedules()[schedule]
-    params, optimizer = make_lamb(schedule, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio)
+    params, optimizer = make_lamb(schedule, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio, route=route)
     all_grads = gradients(LAMB_LAYERS, LAMB_GRAD_SCALES, LAMB_ZERO_GRADIENT_AT)
     recorded = []
     for grads in all_grads:
@@ -278,11 +282,12 @@ def run_lamb_case(schedule="fixed", lamb_class=None, record_trust_ratio=False):
     return rows
 
 
-def run_lamb_float16_case(lamb_class=None, record_trust_ratio=False):
+def run_lamb_float16_case(lamb_class=None, record_trust_ratio=False, route=None):
     """float16 parameters, checked step by step from the optimizer's own state: the weight is the
     float64 reference step rounded to float16, to within one float16 ulp, and stays float16. Moments
     kept in float32 (the CPU paths) match to 1e-5; moments kept in float16 (Ascend) to one ulp."""
-    params, optimizer = make_lamb("fixed", np.float16, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio)
+    params, optimizer = make_lamb("fixed", np.float16, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio,
+                                  route=route)
     decay_flags = ungrouped_decay_flags(LAMB_LAYERS)
     rows = []
     for step, grads in enumerate(gradients(LAMB_LAYERS, LAMB_GRAD_SCALES, LAMB_ZERO_GRADIENT_AT, dtype=np.float16)):
@@ -327,15 +332,16 @@ def step_lr(lr0, step_size=2, gamma=0.5):
     return lambda i, step: lr0 * gamma ** (step // step_size)
 
 
-def run_timm_case(kind, knobs, groups=None, scheduler=None):
+def run_timm_case(kind, knobs, groups=None, scheduler=None, route=None):
     """ms_lars.experimental.<kind> (timm's semantics) for 6 steps against reference.run_timm_<kind>.
     ``knobs``: the constructor's arguments; ``groups``: (layer indices, {group keys}) pairs;
-    ``scheduler``: (make(optimizer), reference lr function of lr0) for a StepLR or the like."""
+    ``scheduler``: (make(optimizer), reference lr function of lr0) for a StepLR or the like;
+    ``route``: the optimizer's (its kind of path: ``"kernel"`` or ``"composed"``; the Ascend ones run composed)."""
     from ms_lars import experimental
     layers = LARS_LAYERS if kind == "Lars" else LAMB_LAYERS
     scales = LARS_GRAD_SCALES if kind == "Lars" else LAMB_GRAD_SCALES
     params = make_parameters(layers)
-    optimizer = getattr(experimental, kind)(build_params(params, groups), **knobs)
+    optimizer = getattr(experimental, kind)(build_params(params, groups), route=route_for(route), **knobs)
     schedule = scheduler[0](optimizer) if scheduler else None
     all_grads = gradients(layers, scales, LARS_ZERO_GRADIENT_AT if kind == "Lars" else LAMB_ZERO_GRADIENT_AT)
     for grads in all_grads:
@@ -373,7 +379,7 @@ def _step_lr_scheduler(optimizer):
 
 
 def _timm(kind, knobs, **kwargs):
-    return f"experimental.{kind}", lambda **ignored: run_timm_case(kind, knobs, **kwargs)
+    return f"experimental.{kind}", lambda route=None, **ignored: run_timm_case(kind, knobs, route=route, **kwargs)
 
 
 TIMM_CASES = {
@@ -408,13 +414,13 @@ TIMM_CASES = {
 # ---------------------------------------------------------------------------------- the catalogue
 
 def _lars(**kwargs):
-    return "LARS", lambda lars_class=None, record_trust_ratio=False: run_lars_case(
-        lars_class=lars_class, record_trust_ratio=record_trust_ratio, **kwargs)
+    return "LARS", lambda lars_class=None, record_trust_ratio=False, route=None: run_lars_case(
+        lars_class=lars_class, record_trust_ratio=record_trust_ratio, route=route, **kwargs)
 
 
 def _lamb(schedule):
-    return "Lamb", lambda lamb_class=None, record_trust_ratio=False: run_lamb_case(
-        schedule, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio)
+    return "Lamb", lambda lamb_class=None, record_trust_ratio=False, route=None: run_lamb_case(
+        schedule, lamb_class=lamb_class, record_trust_ratio=record_trust_ratio, route=route)
 
 
 # nn.SGD refuses a dynamic weight decay itself, so that case runs with Momentum only.
@@ -433,11 +439,12 @@ CASES = {
     "lars/epsilon_0/use_clip": _lars(epsilon=0.0, use_clip=True, schedule="lr_list", zero_gradient_at=(0, 4)),
     "lars/coefficient_0": _lars(coefficient=0.0, use_clip=True),
     **{f"lamb/{schedule}": _lamb(schedule) for schedule in lamb_schedules()},
-    "lamb/float16": ("Lamb", lambda lamb_class=None, record_trust_ratio=False: run_lamb_float16_case(
-        lamb_class=lamb_class, record_trust_ratio=record_trust_ratio)),
+    "lamb/float16": ("Lamb", lambda lamb_class=None, record_trust_ratio=False, route=None: run_lamb_float16_case(
+        lamb_class=lamb_class, record_trust_ratio=record_trust_ratio, route=route)),
     **TIMM_CASES,
 }
 """{name: (optimizer, run)}: ``run()`` returns the case's rows; ``run(lars_class=nn.LARS)`` or
 ``run(lamb_class=nn.Lamb)`` runs MindSpore's own optimizer on it instead; ``run(record_trust_ratio=True)``
-also checks every step's trust-ratio record (telemetry) against the reference's. The optimizer is
+also checks every step's trust-ratio record (telemetry) against the reference's; ``run(route=...)`` builds
+ms_lars's optimizer on that route (``ms_lars/_routes.py``). The optimizer is
 ``LARS``, ``Lamb``, ``experimental.Lars`` or ``experimental.Lamb`` (whose runs take no keywords)."""

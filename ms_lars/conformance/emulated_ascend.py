@@ -1,6 +1,9 @@
 """CPU emulations of the Ascend kernels ms_lars's Ascend path calls, computing what those kernels
 compute, so that the real Ascend-path code (``ms_lars/_ascend.py``: the guard, the loss-scale and
-weight-decay wiring, the step given to the kernel, the casts, float16 moments) runs on a CPU.
+weight-decay wiring, the step given to the kernel, the casts, float16 moments) runs on a CPU:
+``ms_lars.LARS(..., route=EMULATED_ASCEND_KERNELS)`` and ``ms_lars.Lamb(..., route=EMULATED_ASCEND_KERNELS)``
+build their Ascend route on these (``paths.route_for("ascend-emulated")``); a test may pass an
+``AscendKernels`` of its own (deliberately wrong ones, say) as ``route``.
 
 What each emulation follows:
 
@@ -28,8 +31,6 @@ What each emulation follows:
   dtype (the parameter's, on Ascend). So Ascend's Lamb carries the same zero-norm guard as
   docs/formulas.md: ms_lars adds none there.
 """
-from contextlib import contextmanager
-
 from mindspore import dtype as mstype
 from mindspore.ops import functional as F
 from mindspore.ops import operations as P
@@ -78,14 +79,3 @@ def _lamb(var, m, v, lr, beta1, beta2, eps, weight_decay, global_step, gradient)
 
 EMULATED_ASCEND_KERNELS = _ascend.AscendKernels(_square_sum_all, _lars_update, _lamb, "ascend-emulated")
 
-
-@contextmanager
-def emulated_ascend(kernels=EMULATED_ASCEND_KERNELS):
-    """Inside the block, LARS and Lamb constructed on the CPU choose the Ascend path, on ``kernels``
-    (the emulations above; a test may pass deliberately wrong ones)."""
-    previous = _ascend._override
-    _ascend._override = kernels
-    try:
-        yield kernels
-    finally:
-        _ascend._override = previous

@@ -1,19 +1,12 @@
-"""The per-layer paths that ship, and how to construct LARS and Lamb on one of them.
+"""The routes' kinds that ship (``optimizer.path``), and where each runs.
 
 ``kernel``: the C++ CPU kernels; ``composed``: composed MindSpore ops (GPU, or a CPU without a
 compiler); ``ascend``: MindSpore's fused primitives on Ascend; ``ascend-emulated``: the same
-Ascend-path code on a CPU, with the kernels emulated (``emulated_ascend.py``). Every optimizer
-records the path it chose in its ``path`` attribute.
+Ascend-route code on a CPU, with the kernels emulated (``emulated_ascend.py``). ``route_for(path)`` is
+the ``route`` argument that builds LARS and Lamb on one (``ms_lars/_routes.py``).
 """
-import os
-from contextlib import contextmanager
-
-from mindspore import get_context
-
-from ms_lars import _ascend, _native
-from ms_lars.conformance.emulated_ascend import emulated_ascend
-
-_NO_KERNELS = "MS_LARS_NO_CPU_KERNELS"
+from ms_lars import _native
+from ms_lars.conformance.emulated_ascend import EMULATED_ASCEND_KERNELS
 
 
 def paths_for(device_target):
@@ -26,30 +19,12 @@ def paths_for(device_target):
     return ["kernel", "composed", "ascend-emulated"]
 
 
+def route_for(path):
+    """The ``route`` argument that builds LARS and Lamb on ``path``: the path's own name, or, for
+    ``ascend-emulated``, the emulated Ascend kernels (the Ascend route's code on them)."""
+    return EMULATED_ASCEND_KERNELS if path == "ascend-emulated" else path
+
+
 def kernels_build():
     """Whether the C++ CPU kernels can be loaded here (built, or buildable)."""
-    return _native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
-
-
-@contextmanager
-def on_path(path):
-    """LARS and Lamb constructed inside the block choose ``path``."""
-    previous = os.environ.get(_NO_KERNELS)
-    if path == "composed":
-        os.environ[_NO_KERNELS] = "1"
-    else:
-        os.environ.pop(_NO_KERNELS, None)
-    try:
-        if path == "ascend-emulated" and _ascend._override is None:
-            with emulated_ascend():
-                yield
-        else:   # (an emulation already in force, a test's broken kernels say, stays in force)
-            if path == "ascend" and get_context("device_target") != "Ascend":
-                raise ValueError(f"the 'ascend' path runs only where the device target is Ascend, not "
-                                 f"{get_context('device_target')}")
-            yield
-    finally:
-        if previous is None:
-            os.environ.pop(_NO_KERNELS, None)
-        else:
-            os.environ[_NO_KERNELS] = previous
+    return _native.library_loads("lars_cpu.cc") and _native.library_loads("lamb_cpu.cc")

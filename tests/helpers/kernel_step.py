@@ -3,11 +3,11 @@ wheel's venv, an emulated aarch64 Python, a shared kernel cache). Prints one JSO
 chosen, where ms_lars and its kernel libraries came from, and each updated weight, which
 ``expected_weights()`` gives from the float64 reference.
 
-    python tests/kernel_step.py                          # the JSON line
-    python tests/kernel_step.py --expect-installed       # and exit 1 unless an ms_lars installed in this
+    python tests/helpers/kernel_step.py                          # the JSON line
+    python tests/helpers/kernel_step.py --expect-installed       # and exit 1 unless an ms_lars installed in this
                                                          # interpreter's site-packages stepped on its own
                                                          # kernels, to the reference's weights
-    python tests/kernel_step.py --expect-installed=DIR   # the same, installed in DIR (pip --target)
+    python tests/helpers/kernel_step.py --expect-installed=DIR   # the same, installed in DIR (pip --target)
 
 The second is how scripts/test_matrix.sh and scripts/test_aarch64.sh check a wheel they installed."""
 import json

@@ -1,0 +1,1 @@
+"""Modules the tests import or run as scripts; not tests themselves (tests/README.md)."""
