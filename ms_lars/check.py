@@ -139,7 +139,7 @@ def main(argv=None, routes=None):
     if device == "CPU":
         if args.paths is None and not args.emulate_ascend:
             paths = [p for p in paths if p != "ascend-emulated"]
-        if "kernel" in paths and not kernels_build():
+        if "kernel" in paths and (_native.kernels_switched_off() or not kernels_build()):
             reason = _native.unavailable_reason("lars_cpu.cc")
             print(f"ms_lars.check: the C++ CPU kernels cannot be used here ({reason}); LARS and Lamb run on "
                   "composed ops, so only that path is checked", file=sys.stderr)
@@ -189,7 +189,8 @@ def main(argv=None, routes=None):
 
     seconds = time.perf_counter() - started
     failed = [row for row in results if not row["passed"]]
-    default_path = paths_for(device)[0] if device != "CPU" or kernels_build() else "composed"
+    default_path = paths_for(device)[0] if device != "CPU" or (kernels_build() and not _native.kernels_switched_off()) \
+        else "composed"
     print()
     print(f"MindSpore {ms.__version__}, device {device} ({platform.machine()}), path chosen by LARS and Lamb here: "
           f"{default_path}")

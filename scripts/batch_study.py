@@ -49,7 +49,7 @@ QUICK = {"batch_sizes": (64, 512, 4096), "seeds": (0,), "epochs": 10}
 BASE_GRID = {"lars": (0.25, 0.5, 1.0, 2.0), "lamb": (0.0025, 0.005, 0.01, 0.02),
              "momentum": (0.025, 0.05, 0.1, 0.2), "adamw": (0.00125, 0.0025, 0.005, 0.01)}
 # The base rates the full study picked from BASE_GRID (docs/batch_study.md); --quick starts from them.
-TUNED_BASE_LR = {"lars": 1.0, "lamb": 0.01, "momentum": 0.1, "adamw": 0.005}
+TUNED_BASE_LR = {"lars": 0.25, "lamb": 0.005, "momentum": 0.1, "adamw": 0.01}
 # The rule: LARS and Momentum scale their rate linearly with the batch, Lamb and AdamWeightDecay with
 # its square root. The warm-up takes WARMUP_SHARE of the training at WARMUP_BATCH and grows
 # linearly with the batch: in steps, the same at every batch.

@@ -80,7 +80,6 @@ def test_an_installed_package_loads_its_compiled_kernels_without_building(tmp_pa
     caplog.set_level(logging.INFO, logger="ms_lars")
     monkeypatch.setenv("MS_LARS_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", str(tmp_path / "no-such-compiler"))
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     assert native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
@@ -94,7 +93,6 @@ def test_kernels_are_built_once_into_the_cache_with_a_message_on_the_ms_lars_log
     _source_tree_without_built_kernels(tmp_path, monkeypatch)
     cache = tmp_path / "cache"
     monkeypatch.setenv("MS_LARS_CACHE", str(cache))
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     assert native.cpu_kernel("lars_cpu.cc", "LarsGradient") is not None
@@ -129,7 +127,6 @@ def test_a_failed_build_falls_back_to_the_composed_path_with_a_warning(tmp_path,
     with open(os.path.join(native.SOURCE_DIR, "lamb_cpu.cc"), "a") as f:
         f.write("\nthis is not C++;\n")
     monkeypatch.setenv("MS_LARS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     with pytest.warns(RuntimeWarning, match="composed-op CPU path"):
@@ -143,7 +140,6 @@ def test_a_missing_compiler_leaves_nothing_in_the_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("MS_LARS_CACHE", str(cache))
     monkeypatch.setenv("CXX", str(tmp_path / "missing" / "g++"))
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     with pytest.warns(RuntimeWarning, match="composed-op CPU path"):
@@ -164,33 +160,31 @@ class MyMomentum(nn.Momentum):
                                                   {"params": p[1:]}], 0.1, 0.9), **route), False),
     (lambda p, **route: ms_lars.Lamb(p, 0.1, **route), True),
 ])
-def test_whole_step_kernels_are_chosen_where_they_apply(graph_mode, monkeypatch, make, fused):
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
+def test_whole_step_kernels_are_chosen_where_they_apply(graph_mode, make, fused):
     params = [Parameter(Tensor(np.ones(shape, np.float32)), name=name) for name, shape in SHAPES]
-    optimizer = make(params)
+    optimizer = make(params, route="kernel")      # the kernel routes: the whole-step one where it fits
     assert getattr(optimizer, "fused_momentum", getattr(optimizer, "multi_parameter_kernel", None)) is fused
     optimizer = make([Parameter(Tensor(np.ones(shape, np.float32)), name=name) for name, shape in SHAPES],
                      route="composed")
     assert getattr(optimizer, "fused_momentum", getattr(optimizer, "multi_parameter_kernel", None)) is False
 
 
-def test_a_float16_parameter_keeps_the_per_layer_kernels(graph_mode, monkeypatch):
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
+def test_a_float16_parameter_keeps_the_per_layer_kernels(graph_mode):
     params = [Parameter(Tensor(np.ones((3, 4), np.float32)), name="a"),
               Parameter(Tensor(np.ones((5,), np.float16)), name="b")]
-    assert not ms_lars.Lamb(params, 0.1).multi_parameter_kernel
-    assert not ms_lars.LARS(nn.Momentum(params, 0.1, 0.9)).fused_momentum
+    assert ms_lars.Lamb(params, 0.1, route="kernel").route.name == "layer-kernel"
+    assert ms_lars.LARS(nn.Momentum(params, 0.1, 0.9), route="kernel").route.name == "layer-kernel"
 
 
-def test_lars_nesterov_whole_step_matches_the_documented_formula(mode, monkeypatch):
+def test_lars_nesterov_whole_step_matches_the_documented_formula(mode):
     # nn.Momentum documents w -= g * lr + v * momentum * lr with Nesterov, which Ascend and GPU compute;
     # (MindSpore 2.10's CPU ApplyMomentum applies w -= lr * v instead, so only the kernel path is held to it).
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     rng = np.random.default_rng(3)
     start = [np.zeros(shape, np.float32) if name.startswith("zero") else rng.normal(0, 0.3, shape).astype(np.float32)
              for name, shape in SHAPES]
     params = [Parameter(Tensor(w.copy()), name=name) for (name, _), w in zip(SHAPES, start)]
-    optimizer = ms_lars.LARS(nn.Momentum(params, 0.2, 0.9, weight_decay=1e-3, use_nesterov=True), coefficient=0.02)
+    optimizer = ms_lars.LARS(nn.Momentum(params, 0.2, 0.9, weight_decay=1e-3, use_nesterov=True), coefficient=0.02,
+                             route="kernel")
     assert optimizer.fused_momentum
     grads = [[rng.normal(0, 0.05, shape).astype(np.float32) for _, shape in SHAPES] for _ in range(4)]
     for step in grads:

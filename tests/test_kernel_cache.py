@@ -52,7 +52,6 @@ def source_tree(tmp_path, monkeypatch):
     monkeypatch.setattr(native, "SOURCE_DIR", str(sources))
     cache = tmp_path / "cache"
     monkeypatch.setenv("MS_LARS_CACHE", str(cache))
-    monkeypatch.delenv("MS_LARS_NO_CPU_KERNELS", raising=False)
     monkeypatch.setattr(native, "_built", {})
     monkeypatch.setattr(native, "_ops", {})
     monkeypatch.setattr(native, "_unavailable", {})
@@ -349,7 +348,6 @@ def source_checkout(tmp_path):
 
 def run_step(python, cxx, checkout, cache):
     env = dict(os.environ, PYTHONPATH=str(checkout), MS_LARS_CACHE=str(cache), CXX=cxx, GLOG_v="3")
-    env.pop("MS_LARS_NO_CPU_KERNELS", None)
     ran = subprocess.run([python, str(checkout / "kernel_step.py")], cwd=checkout, env=env, capture_output=True,
                          text=True, timeout=900)
     assert ran.returncode == 0, ran.stderr[-3000:]
