@@ -24,7 +24,7 @@ batches from memory to a ``TrainOneStepCell`` and evaluates once, at the end: ``
 ``mindspore.dataset`` and a test pass every epoch took 3.4x as long at batch 64 (docs/batch_study.md).
 
     python scripts/batch_study.py --quick     # 3 batch sizes, 1 seed, 10 epochs, the committed rates: ~2 min
-    python scripts/batch_study.py             # the study: docs/batch_study.{md,png,json}, about 70 min
+    python scripts/batch_study.py             # the study: docs/batch_study.{md,png,json}, 75-86 min
     python scripts/batch_study.py --batch-sizes 4096 --seeds 0 --optimizers lars --lr 8   # one point again
 
 ``--device-target GPU`` / ``Ascend`` and msrun with ``--data-parallel`` work as in train.py (each
