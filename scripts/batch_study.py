@@ -198,7 +198,7 @@ def sweep(args, data, rank=0, group_size=1, quiet=False):
         if phase == "tune-large":
             lr = rule_peak_lr(name, base[name], batch, smallest) * lr
         run = {"phase": phase, "batch": min(batch, n_train), "optimizer": name, "seed": seed, "peak_lr": float(lr),
-               "rule": phase == "rule" or (phase == "tune-base" and False)}
+               "rule": phase in ("rule", "point")}      # a point of the lines (with --lr, every run is)
         run.update(train_point(name, batch, seed, lr, args.epochs, data, rank, group_size))
         results.append(run)
         progress.report(run, run_cost(run["batch"], n_train, args.epochs), len(runs))
@@ -243,7 +243,8 @@ def write_table(results, base, args, seconds, path, command):
     rule = points(results)
     lines = [f"MNIST-1D ({NUM_SAMPLES:,} sequences: {NUM_SAMPLES * 4 // 5:,} training, {NUM_SAMPLES // 5:,} test), "
              f"{args.epochs} epochs, seeds {args.seeds}; `{command}`, {seconds / 60:.1f} min.", "",
-             "Test accuracy at the rule's rates, mean over the seeds (min-max)"
+             ("Test accuracy at the rule's rates" if args.lr is None else f"Test accuracy at peak rate {args.lr:g}")
+             + ", mean over the seeds (min-max)"
              + ("; at the two largest batches, the best of the grid below it (its peak rate):" if large else ":"), "",
              "| batch | steps | " + " | ".join(train.LABELS[n] for n in names) + " |",
              "|---:|---:|" + "---:|" * len(names)]
@@ -293,7 +294,8 @@ def plot(results, args, path):
         runs = sorted(((b, rs) for (n, b, _), rs in rule.items() if n == name), key=lambda item: item[0])
         accuracy = [[r["accuracy"] for r in rs] for _, rs in runs]
         line, = ax.plot([b for b, _ in runs], [statistics.fmean(a) for a in accuracy], marker="o",
-                        label=f"{train.LABELS[name]} ({SCALING[name]} rule)")
+                        label=f"{train.LABELS[name]} " + (f"({SCALING[name]} rule)" if args.lr is None else
+                                                          f"(lr {args.lr:g})"))
         if len(args.seeds) > 1:
             ax.fill_between([b for b, _ in runs], [min(a) for a in accuracy], [max(a) for a in accuracy],
                             color=line.get_color(), alpha=0.2)
