@@ -136,10 +136,12 @@ def main(argv=None, routes=None):
     device = args.device_target or ms.get_context("device_target")
     ms.set_device(device)
     paths = args.paths or paths_for(device)
+    # What LARS and Lamb choose here by default: the kernels, unless they cannot load or the user switched them off.
+    cpu_kernels_used = device == "CPU" and kernels_build() and not _native.kernels_switched_off()
     if device == "CPU":
         if args.paths is None and not args.emulate_ascend:
             paths = [p for p in paths if p != "ascend-emulated"]
-        if "kernel" in paths and (_native.kernels_switched_off() or not kernels_build()):
+        if "kernel" in paths and not cpu_kernels_used:
             reason = _native.unavailable_reason("lars_cpu.cc")
             print(f"ms_lars.check: the C++ CPU kernels cannot be used here ({reason}); LARS and Lamb run on "
                   "composed ops, so only that path is checked", file=sys.stderr)
@@ -189,8 +191,7 @@ def main(argv=None, routes=None):
 
     seconds = time.perf_counter() - started
     failed = [row for row in results if not row["passed"]]
-    default_path = paths_for(device)[0] if device != "CPU" or (kernels_build() and not _native.kernels_switched_off()) \
-        else "composed"
+    default_path = paths_for(device)[0] if device != "CPU" or cpu_kernels_used else "composed"
     print()
     print(f"MindSpore {ms.__version__}, device {device} ({platform.machine()}), path chosen by LARS and Lamb here: "
           f"{default_path}")
