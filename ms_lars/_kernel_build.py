@@ -21,7 +21,7 @@ SOURCES = ("lars_cpu.cc", "lamb_cpu.cc")
 # (exports.map), by which a library exports its kernels' functions and nothing else, so two builds
 # loaded in one process (a wheel's and a source tree's; zig's static libc++ beside MindSpore's
 # libstdc++) never bind to each other's code.
-HEADERS = ("layer_sums.h", "thread_pool.h", "exports.map")
+HEADERS = ("layer_chunks.h", "thread_pool.h", "exports.map")
 EXPORTS = "exports.map"
 # The functions each library must export: a library that loads but lacks one is not used.
 FUNCTIONS = {"lars_cpu.cc": ("LarsGradient", "LarsGradientRecorded", "LarsMomentumMulti"),

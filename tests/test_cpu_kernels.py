@@ -12,7 +12,7 @@ from mindspore import Parameter, Tensor, nn
 import ms_lars
 import ms_lars._native as native
 import ms_lars._kernel_build as kernel_build
-from ms_lars.conformance.reference import MomentumRule, relative_error, run_lars
+from ms_lars.conformance.reference import MomentumRule, relative_error, run_lamb, run_lars
 from helpers.training import state_of
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and not os.environ.get("CXX"),
@@ -241,3 +241,69 @@ def test_kernel_thread_count_reads_the_users_environment(monkeypatch):
         assert native.kernel_thread_count() == len(os.sched_getaffinity(0))
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert native.kernel_thread_count() == len(os.sched_getaffinity(0))
+
+
+# Layers cut into several chunks (kernels/layer_chunks.h, 32768 elements), one exactly a chunk, and
+# small ones; an all-zero weight (ratio 1).
+CHUNKED_SHAPES = [("big.weight", (3 * 32768 + 17,)), ("chunk.weight", (32768,)), ("two.weight", (256, 257)),
+                  ("zero.weight", (40000,)), ("small.bias", (10,))]
+CHUNKED_PROBE = """
+import hashlib, sys
+import mindspore as ms, numpy as np
+from mindspore import Parameter, Tensor, nn
+import ms_lars
+ms.set_device("CPU")
+ms.set_context(mode=ms.GRAPH_MODE)
+shapes = {shapes!r}
+OPTIMIZERS = {{
+    "lars": lambda p: ms_lars.LARS(nn.Momentum(p, 0.5, 0.9, weight_decay=1e-3), coefficient=0.02),
+    "lars-layer-kernel": lambda p: ms_lars.LARS(nn.Momentum(p, 0.5, 0.9, weight_decay=1e-3), coefficient=0.02,
+                                                route="layer-kernel"),
+    "lamb": lambda p: ms_lars.Lamb(p, 0.05, weight_decay=0.01),
+}}
+def run(name):
+    rng = np.random.default_rng(0)
+    params = [Parameter(Tensor(np.zeros(s, np.float32) if n.startswith("zero") else
+                               rng.normal(0, 0.2, s).astype(np.float32)), name=n) for n, s in shapes]
+    optimizer = OPTIMIZERS[name](params)
+    for step in range(3):
+        optimizer(tuple(Tensor(rng.normal(0, 0.01, s).astype(np.float32)) for _, s in shapes))
+    return [p.asnumpy() for p in params]
+for name in OPTIMIZERS:
+    first, again = run(name), run(name)
+    assert all(np.array_equal(a, b) for a, b in zip(first, again)), name + ": two runs differ"
+    np.savez(sys.argv[1] + "-" + name + ".npz", *first)
+    print(name, hashlib.sha256(b"".join(a.tobytes() for a in first)).hexdigest())
+"""
+
+
+def test_the_kernels_give_the_same_bits_for_every_thread_count_and_run(tmp_path):
+    """The kernels share a layer's chunks among their threads as they come free, and add the chunk
+    sums in chunk order: two runs at one thread count agree bit for bit, and so do 1, 2 and 3
+    threads; and the result is the float64 reference's to 1e-5."""
+    import subprocess
+    import sys
+    script = tmp_path / "probe.py"
+    script.write_text(CHUNKED_PROBE.format(shapes=CHUNKED_SHAPES))
+    digests = {}
+    for threads in ("1", "2", "3"):
+        ran = subprocess.run([sys.executable, str(script), str(tmp_path / threads)], capture_output=True, text=True,
+                             env=dict(os.environ, OMP_NUM_THREADS=threads, GLOG_v="3"), timeout=300, cwd=tmp_path)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        digests[threads] = ran.stdout.split()
+    assert digests["1"] == digests["2"] == digests["3"], digests
+    # The reference: the probe's initial weights and gradients, drawn again in the same order.
+    rng = np.random.default_rng(0)
+    start = [np.zeros(s, np.float32) if n.startswith("zero") else rng.normal(0, 0.2, s).astype(np.float32)
+             for n, s in CHUNKED_SHAPES]
+    grads = [[rng.normal(0, 0.01, s).astype(np.float32) for _, s in CHUNKED_SHAPES] for _ in range(3)]
+    lars_flags = ["bias" not in n for n, _ in CHUNKED_SHAPES]
+    lars_expected, _ = run_lars(start, grads, rule=MomentumRule(0.9), lr_of=lambda i, s: 0.5,
+                                wd_of=lambda i, s: 1e-3, decay_flags=[True] * len(CHUNKED_SHAPES),
+                                lars_flags=lars_flags, coefficient=0.02, epsilon=1e-5, use_clip=False)
+    lamb_expected, _, _ = run_lamb(start, grads, lr_of=lambda i, s: 0.05, wd_of=lambda i, s: 0.01,
+                                   decay_flags=[True] * len(CHUNKED_SHAPES))
+    for name, expected in (("lars", lars_expected), ("lars-layer-kernel", lars_expected), ("lamb", lamb_expected)):
+        saved = np.load(tmp_path / f"1-{name}.npz")
+        for i, (layer, _) in enumerate(CHUNKED_SHAPES):
+            assert relative_error(saved[f"arr_{i}"], expected[i]) <= 1e-5, (name, layer)

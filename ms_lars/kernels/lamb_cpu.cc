@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "layer_sums.h"
+#include "layer_chunks.h"
 
 namespace {
 
@@ -35,7 +35,7 @@ LambConstants MakeConstants(float beta1, float beta2, float eps, int32_t step) {
           1.0f / (1.0f - std::pow(beta2, static_cast<float>(step))), eps};
 }
 
-// The two passes over one thread's slice [begin, end) of a parameter, vectorized for the
+// The two passes over a chunk [begin, end) of a parameter (layer_chunks.h), vectorized for the
 // machine (MS_LARS_SIMD_VERSIONS); no FMA contraction (-ffp-contract=off), so every build rounds alike.
 MS_LARS_INLINE void SliceMomentsLoop(
     float *__restrict m, float *__restrict v, const float *__restrict w, const float *__restrict g, int64_t begin,
@@ -84,32 +84,31 @@ MS_LARS_SIMD_VERSIONS(SliceWeights, SliceWeightsLoop,
                        int64_t end, const LambConstants &c, float wd, float step_size),
                       (w, m, v, begin, end, c, wd, step_size))
 
-// Every parameter's step in one parallel region (layer_sums.h). lr[lr_stride * layer] and
-// wd[wd_stride * layer] (stride 0: one value for all); decay[layer] == 0 means no weight decay.
+// Every parameter's step, its layers shared among the kernel threads (layer_chunks.h).
+// lr[lr_stride * layer] and wd[wd_stride * layer] (stride 0: one value for all); decay[layer] == 0
+// means no weight decay.
 void LambLayers(int layers, float *const *w, const float *const *g, float *const *m, float *const *v,
                 const int64_t *sizes, const float *lr, int lr_stride, const float *wd, int wd_stride,
                 const float *decay, const LambConstants &c, float *record) {
-  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
-  ms_lars::Parallel([&](int thread, int threads) {
-    for (int layer = 0; layer < layers; ++layer) {
-      int64_t begin, end;
-      ThreadSlice(sizes[layer], thread, threads, &begin, &end);
-      const float layer_wd = decay[layer] != 0.0f ? wd[wd_stride * layer] : 0.0f;
-      double weight_sq, update_sq;
-      SliceMoments(m[layer], v[layer], w[layer], g[layer], begin, end, c, layer_wd, &weight_sq, &update_sq);
-      layer_sums.Combine(layer, thread, threads, &weight_sq, &update_sq);
-      const float weight_norm = static_cast<float>(std::sqrt(weight_sq));
-      const float update_norm = static_cast<float>(std::sqrt(update_sq));
-      // Zero-norm guard: ratio 1 where either norm is 0 (as _trust_ratio.lamb_trust_ratio).
-      const float ratio = (weight_norm > 0.0f && update_norm > 0.0f) ? weight_norm / update_norm : 1.0f;
-      if (thread == 0) {
+  auto layer_wd = [&](int layer) { return decay[layer] != 0.0f ? wd[wd_stride * layer] : 0.0f; };
+  ms_lars::RunLayers<float>(
+      layers, sizes,
+      [&](int layer, int64_t begin, int64_t end, double *weight_sq, double *update_sq) {
+        SliceMoments(m[layer], v[layer], w[layer], g[layer], begin, end, c, layer_wd(layer), weight_sq, update_sq);
+      },
+      [&](int layer, double weight_sq, double update_sq) {
+        const float weight_norm = static_cast<float>(std::sqrt(weight_sq));
+        const float update_norm = static_cast<float>(std::sqrt(update_sq));
+        // Zero-norm guard: ratio 1 where either norm is 0 (as _trust_ratio.lamb_trust_ratio).
+        const float ratio = (weight_norm > 0.0f && update_norm > 0.0f) ? weight_norm / update_norm : 1.0f;
         record[3 * layer] = weight_norm;
         record[3 * layer + 1] = update_norm;
         record[3 * layer + 2] = ratio;
-      }
-      SliceWeights(w[layer], m[layer], v[layer], begin, end, c, layer_wd, lr[lr_stride * layer] * ratio);
-    }
-  });
+        return lr[lr_stride * layer] * ratio;   // the step size
+      },
+      [&](int layer, int64_t begin, int64_t end, float step_size) {
+        SliceWeights(w[layer], m[layer], v[layer], begin, end, c, layer_wd(layer), step_size);
+      });
 }
 
 }  // namespace

@@ -19,8 +19,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
-#include "layer_sums.h"
+#include "layer_chunks.h"
 
 namespace {
 
@@ -70,27 +71,6 @@ MS_LARS_SIMD_VERSIONS(SliceSquares, SliceSquaresLoop,
                        int64_t end, double *weight_sq_out, double *grad_sq_out),
                       (w, g, inverse_scale, begin, end, weight_sq_out, grad_sq_out))
 
-// The norms of w and g / S, and the ratio: guarded (1 where a norm is 0, as
-// _trust_ratio.lars_trust_ratio) and optionally clipped (as _trust_ratio.clip_by_learning_rate).
-// The threads sum their slices as LarsMomentumMulti's do (layer_sums.h): same order every call.
-TrustRatio ComputeTrustRatio(const float *w, const float *g, int64_t n, float lr, float wd, float coefficient,
-                             float epsilon, float inverse_scale, bool use_clip) {
-  double weight_sq = 0.0, grad_sq = 0.0;
-  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
-  ms_lars::Parallel([&](int thread, int threads) {
-    int64_t begin, end;
-    ThreadSlice(n, thread, threads, &begin, &end);
-    double slice_weight_sq, slice_grad_sq;
-    SliceSquares(w, g, inverse_scale, begin, end, &slice_weight_sq, &slice_grad_sq);
-    layer_sums.Combine(0, thread, threads, &slice_weight_sq, &slice_grad_sq);
-    if (thread == 0) {
-      weight_sq = slice_weight_sq;
-      grad_sq = slice_grad_sq;
-    }
-  });
-  return FinishTrustRatio(weight_sq, grad_sq, lr, wd, coefficient, epsilon, use_clip);
-}
-
 // out = scaled_inverse * g + scaled_decay * w over [begin, end), vectorized as SliceSquares.
 MS_LARS_INLINE void SliceRewriteLoop(const float *__restrict w, const float *__restrict g, float scaled_inverse,
                                      float scaled_decay, int64_t begin, int64_t end, float *__restrict out) {
@@ -102,21 +82,27 @@ MS_LARS_SIMD_VERSIONS(SliceRewrite, SliceRewriteLoop,
                        int64_t begin, int64_t end, float *__restrict out),
                       (w, g, scaled_inverse, scaled_decay, begin, end, out))
 
-// The rewrite: out = ratio * (g / S + wd * w), with the norms of (w, g) from the scalars at params[2..7].
+// The rewrite: out = ratio * (g / S + wd * w), with the norms of (w, g) from the scalars at params[2..7],
+// the layer shared among the kernel threads as LarsMomentumMulti's layers are (layer_chunks.h).
 TrustRatio RewriteGradient(void **params, int64_t n, float *out) {
   const float *w = static_cast<const float *>(params[0]);
   const float *g = static_cast<const float *>(params[1]);
-  const float wd = Scalar(params[3]);
-  const float inverse_scale = Scalar(params[6]);
-  const TrustRatio trust = ComputeTrustRatio(w, g, n, Scalar(params[2]), wd, Scalar(params[4]), Scalar(params[5]),
-                                             inverse_scale, Scalar(params[7]) != 0.0f);
-  const float scaled_inverse = trust.ratio * inverse_scale;
-  const float scaled_decay = trust.ratio * wd;
-  ms_lars::Parallel([&](int thread, int threads) {
-    int64_t begin, end;
-    ThreadSlice(n, thread, threads, &begin, &end);
-    SliceRewrite(w, g, scaled_inverse, scaled_decay, begin, end, out);
-  });
+  const float lr = Scalar(params[2]), wd = Scalar(params[3]), coefficient = Scalar(params[4]);
+  const float epsilon = Scalar(params[5]), inverse_scale = Scalar(params[6]);
+  const bool use_clip = Scalar(params[7]) != 0.0f;
+  TrustRatio trust;
+  ms_lars::RunLayers<TrustRatio>(
+      1, &n,
+      [&](int, int64_t begin, int64_t end, double *weight_sq, double *grad_sq) {
+        SliceSquares(w, g, inverse_scale, begin, end, weight_sq, grad_sq);
+      },
+      [&](int, double weight_sq, double grad_sq) {
+        trust = FinishTrustRatio(weight_sq, grad_sq, lr, wd, coefficient, epsilon, use_clip);
+        return trust;
+      },
+      [&](int, int64_t begin, int64_t end, const TrustRatio &layer) {
+        SliceRewrite(w, g, layer.ratio * inverse_scale, layer.ratio * wd, begin, end, out);
+      });
   return trust;
 }
 
@@ -126,7 +112,7 @@ void WriteRecord(const TrustRatio &trust, float *record) {
   record[2] = trust.ratio;
 }
 
-// LarsMomentumMulti's second pass over one thread's slice [begin, end) of a layer (its first is
+// LarsMomentumMulti's second pass over a chunk [begin, end) of a layer (its first is
 // SliceSquares), vectorized as SliceSquares.
 MS_LARS_INLINE void SliceMomentumUpdateLoop(
     float *w, const float *g, float *moment, float scaled_inverse, float scaled_decay, float momentum, float lr,
@@ -190,27 +176,30 @@ extern "C" int LarsMomentumMulti(int nparam, void **params, int *ndims, int64_t 
   const bool use_clip = constants[3] != 0.0f, nesterov = constants[4] != 0.0f;
   float *record = static_cast<float *>(params[scalars + 5]);                  // [layers][3]
 
-  // Every layer in one parallel region (layer_sums.h).
-  LayerSums layer_sums(ms_lars::ThreadPool::Get().threads());
-  ms_lars::Parallel([&](int thread, int threads) {
-    for (int layer = 0; layer < layers; ++layer) {
-      int64_t begin, end;
-      ThreadSlice(Elements(ndims[layer], shapes[layer]), thread, threads, &begin, &end);
-      double weight_sq, grad_sq;
-      SliceSquares(w[layer], g[layer], inverse_scale, begin, end, &weight_sq, &grad_sq);
-      layer_sums.Combine(layer, thread, threads, &weight_sq, &grad_sq);
-      const bool decay = flags[2 * layer] != 0.0f, lars = flags[2 * layer + 1] != 0.0f;
-      const float layer_lr = lr[lr_per_layer ? layer : 0];
-      const float layer_wd = (decay && lars) ? wd[wd_per_layer ? layer : 0] * inverse_scale : 0.0f;
-      TrustRatio trust = FinishTrustRatio(weight_sq, grad_sq, layer_lr, layer_wd, coefficient, epsilon, use_clip);
-      if (!lars) trust.ratio = 1.0f;   // (its norms are still recorded)
-      if (thread == 0) WriteRecord(trust, record + 3 * layer);
-      const float scaled_inverse = lars ? trust.ratio * inverse_scale : inverse_scale;
-      const float scaled_decay = trust.ratio * layer_wd;
-      SliceMomentumUpdate(w[layer], g[layer], moment[layer], scaled_inverse, scaled_decay, momentum, layer_lr,
-                          nesterov, begin, end);
-    }
-  });
+  struct LayerScales {   // what the second pass applies
+    float scaled_inverse, scaled_decay, lr;
+  };
+  std::vector<int64_t> sizes(layers);
+  for (int layer = 0; layer < layers; ++layer) sizes[layer] = Elements(ndims[layer], shapes[layer]);
+  // Every layer, shared among the kernel threads (layer_chunks.h).
+  ms_lars::RunLayers<LayerScales>(
+      layers, sizes.data(),
+      [&](int layer, int64_t begin, int64_t end, double *weight_sq, double *grad_sq) {
+        SliceSquares(w[layer], g[layer], inverse_scale, begin, end, weight_sq, grad_sq);
+      },
+      [&](int layer, double weight_sq, double grad_sq) {
+        const bool decay = flags[2 * layer] != 0.0f, lars = flags[2 * layer + 1] != 0.0f;
+        const float layer_lr = lr[lr_per_layer ? layer : 0];
+        const float layer_wd = (decay && lars) ? wd[wd_per_layer ? layer : 0] * inverse_scale : 0.0f;
+        TrustRatio trust = FinishTrustRatio(weight_sq, grad_sq, layer_lr, layer_wd, coefficient, epsilon, use_clip);
+        if (!lars) trust.ratio = 1.0f;   // (its norms are still recorded)
+        WriteRecord(trust, record + 3 * layer);
+        return LayerScales{lars ? trust.ratio * inverse_scale : inverse_scale, trust.ratio * layer_wd, layer_lr};
+      },
+      [&](int layer, int64_t begin, int64_t end, const LayerScales &scales) {
+        SliceMomentumUpdate(w[layer], g[layer], moment[layer], scales.scaled_inverse, scales.scaled_decay, momentum,
+                            scales.lr, nesterov, begin, end);
+      });
   return 0;
 }
 
