@@ -255,17 +255,21 @@ def measure_in_child(argv, wheel=None, one_thread=False):
 
 
 def print_thread_scaling(rows, threads):
-    """Each build's ms_lars steps at 1 thread against the default count, from the same run's medians."""
+    """Each build's ms_lars steps at 1 thread against the default count, from the same run's medians,
+    beside what the machine's memory gained from the same threads in the same processes (the axpy's
+    GB/s at the default count over its GB/s at 1 thread): a memory-bound step cannot gain more."""
     merged = {(r["build"], r["size"], r["optimizer"]): r for r in median_rows(rows)}
     lines = []
     for (build, size, optimizer), one in merged.items():
         default = merged.get((build[:-len(ONE_THREAD)], size, optimizer)) if build.endswith(ONE_THREAD) else None
         if default is not None and optimizer.startswith("ms_lars") and not optimizer.endswith(RECORDING):
+            memory = (f"{default['bandwidth']['axpy'] / one['bandwidth']['axpy']:5.2f}x"
+                      if default["bandwidth"] and one["bandwidth"] else f"{'-':>6s}")
             lines.append(f"  {build[:-len(ONE_THREAD)]:45s} {size:9s} {optimizer:23s} {one['step_ms']:7.1f} ms "
-                         f"{default['step_ms']:7.1f} ms   {one['step_ms'] / default['step_ms']:5.2f}x")
+                         f"{default['step_ms']:7.1f} ms   {one['step_ms'] / default['step_ms']:5.2f}x   {memory}")
     if lines:
         print(f"== Thread scaling: graph-mode step at 1 kernel thread and at {threads}, medians; gain = 1 thread / "
-              f"{threads}")
+              f"{threads}; memory: the axpy's gain from the same threads")
         print(*lines, sep="\n")
 
 
