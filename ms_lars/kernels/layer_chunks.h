@@ -121,8 +121,7 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
         if (!do_whole_layer()) Pause(&spins);
       }
       // The second pass takes the chunks last first: the last ones the first pass read are still in
-      // the cache (3-5% faster on the ResNet-50 list, kernels alone; the pass is elementwise, so
-      // the order changes no bit).
+      // the cache (docs/speed.md, "0.8.0"). The pass is elementwise: the order changes no bit.
       const State &state = states[layer];
       for (int64_t taken; (taken = p.second_taken.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
         const int64_t chunk = chunks - 1 - taken;
