@@ -5,7 +5,9 @@
 // operating system has set aside holds up no more than the chunk in its hands: the others take the
 // rest (in a MindSpore process, MindSpore's own threads share the cores with the kernels'). A layer
 // of one chunk is done whole, both passes, by the thread that takes it, and waits for no one; a
-// thread waiting for a longer layer's last first-pass chunk does one of those meanwhile.
+// thread waiting for a longer layer's last first-pass chunk does one of those meanwhile. In the
+// second pass each thread first takes back the chunks its first pass read, last first: those are
+// still in its caches (docs/speed.md, "0.8.0").
 //
 // The chunk sums are added in chunk order, so the norms, and the whole result, are the same bit
 // for bit whatever the number of threads and whichever thread took which chunk.
@@ -71,8 +73,8 @@ constexpr int64_t kChunk = 32768;
 //   second_pass(layer, begin, end, const State &): [begin, end)'s pass 2.
 template <typename State, typename FirstPass, typename Finish, typename SecondPass>
 void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish finish, SecondPass second_pass) {
-  struct Progress {   // one long layer's: chunks handed out and done in each pass
-    std::atomic<int64_t> first_taken{0}, first_done{0}, second_taken{0};
+  struct Progress {   // one layer of several chunks: its first pass's chunks handed out and done
+    std::atomic<int64_t> first_taken{0}, first_done{0};
     std::atomic<bool> ready{false};   // finish has run: state and the sums are final
   };
   std::vector<int> whole, chunked;   // layers of one chunk; of more
@@ -83,6 +85,8 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
     first_sum[layer + 1] = first_sum[layer] + (chunks > 1 ? chunks : 0);
   }
   std::vector<double> sums(2 * first_sum[layers]);
+  std::unique_ptr<std::atomic<bool>[]> second_taken(new std::atomic<bool>[first_sum[layers] + 1]);   // per chunk
+  for (int64_t chunk = 0; chunk < first_sum[layers]; ++chunk) second_taken[chunk].store(false);
   std::vector<State> states(layers);
   std::unique_ptr<Progress[]> progress(new Progress[layers]);
   std::atomic<size_t> whole_taken{0};
@@ -99,13 +103,16 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
   };
 
   Parallel([&](int, int) {
+    std::vector<int64_t> mine;   // the chunks of the current layer this thread's first pass took
     for (const int layer : chunked) {
       Progress &p = progress[layer];
       const int64_t n = sizes[layer], chunks = (n + kChunk - 1) / kChunk;
       double *chunk_sums = sums.data() + 2 * first_sum[layer];
+      mine.clear();
       for (int64_t chunk; (chunk = p.first_taken.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
         const int64_t begin = chunk * kChunk, end = begin + kChunk < n ? begin + kChunk : n;
         first_pass(layer, begin, end, &chunk_sums[2 * chunk], &chunk_sums[2 * chunk + 1]);
+        mine.push_back(chunk);
         if (p.first_done.fetch_add(1, std::memory_order_acq_rel) == chunks - 1) {   // the layer's last
           double first = 0.0, second = 0.0;
           for (int64_t c = 0; c < chunks; ++c) {
@@ -120,14 +127,18 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
       while (!p.ready.load(std::memory_order_acquire)) {
         if (!do_whole_layer()) Pause(&spins);
       }
-      // The second pass takes the chunks last first: the last ones the first pass read are still in
-      // the cache (docs/speed.md, "0.8.0"). The pass is elementwise: the order changes no bit.
+      // The second pass: first the chunks this thread's first pass took, last first, as they are
+      // still in its core's caches; then, last first, any another thread has not taken. The pass
+      // is elementwise: who takes a chunk, and in what order, changes no bit.
       const State &state = states[layer];
-      for (int64_t taken; (taken = p.second_taken.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-        const int64_t chunk = chunks - 1 - taken;
+      std::atomic<bool> *taken = second_taken.get() + first_sum[layer];
+      auto second_pass_once = [&](int64_t chunk) {
+        if (taken[chunk].load(std::memory_order_relaxed) || taken[chunk].exchange(true)) return;
         const int64_t begin = chunk * kChunk, end = begin + kChunk < n ? begin + kChunk : n;
         second_pass(layer, begin, end, state);
-      }
+      };
+      for (auto chunk = mine.rbegin(); chunk != mine.rend(); ++chunk) second_pass_once(*chunk);
+      for (int64_t chunk = chunks - 1; chunk >= 0; --chunk) second_pass_once(chunk);
     }
     while (do_whole_layer()) {
     }
