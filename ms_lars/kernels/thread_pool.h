@@ -70,29 +70,6 @@ inline void Pause(int *spins) {
   }
 }
 
-// A barrier for the threads of one region, reusable: each generation ends when all have arrived.
-class Barrier {
- public:
-  explicit Barrier(int threads) : threads_(threads) {}
-
-  void Wait() {
-    if (threads_ == 1) return;
-    const unsigned generation = generation_.load(std::memory_order_acquire);
-    if (arrived_.fetch_add(1, std::memory_order_acq_rel) == threads_ - 1) {
-      arrived_.store(0, std::memory_order_relaxed);
-      generation_.fetch_add(1, std::memory_order_release);
-      return;
-    }
-    int spins = 0;
-    while (generation_.load(std::memory_order_acquire) == generation) Pause(&spins);
-  }
-
- private:
-  const int threads_;
-  std::atomic<int> arrived_{0};
-  std::atomic<unsigned> generation_{0};
-};
-
 class ThreadPool {
  public:
   // This process's pool (one per library), made at the first call; a child made by fork() has none
