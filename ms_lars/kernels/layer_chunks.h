@@ -85,7 +85,7 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
     first_sum[layer + 1] = first_sum[layer] + (chunks > 1 ? chunks : 0);
   }
   std::vector<double> sums(2 * first_sum[layers]);
-  std::unique_ptr<std::atomic<bool>[]> second_taken(new std::atomic<bool>[first_sum[layers] + 1]);   // per chunk
+  std::unique_ptr<std::atomic<bool>[]> second_taken(new std::atomic<bool>[first_sum[layers]]);   // per chunk
   for (int64_t chunk = 0; chunk < first_sum[layers]; ++chunk) second_taken[chunk].store(false);
   std::vector<State> states(layers);
   std::unique_ptr<Progress[]> progress(new Progress[layers]);
@@ -106,11 +106,12 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
     std::vector<int64_t> mine;   // the chunks of the current layer this thread's first pass took
     for (const int layer : chunked) {
       Progress &p = progress[layer];
-      const int64_t n = sizes[layer], chunks = (n + kChunk - 1) / kChunk;
+      const int64_t n = sizes[layer], chunks = first_sum[layer + 1] - first_sum[layer];
+      auto chunk_end = [&](int64_t begin) { return begin + kChunk < n ? begin + kChunk : n; };
       double *chunk_sums = sums.data() + 2 * first_sum[layer];
       mine.clear();
       for (int64_t chunk; (chunk = p.first_taken.fetch_add(1, std::memory_order_relaxed)) < chunks;) {
-        const int64_t begin = chunk * kChunk, end = begin + kChunk < n ? begin + kChunk : n;
+        const int64_t begin = chunk * kChunk, end = chunk_end(begin);
         first_pass(layer, begin, end, &chunk_sums[2 * chunk], &chunk_sums[2 * chunk + 1]);
         mine.push_back(chunk);
         if (p.first_done.fetch_add(1, std::memory_order_acq_rel) == chunks - 1) {   // the layer's last
@@ -134,7 +135,7 @@ void RunLayers(int layers, const int64_t *sizes, FirstPass first_pass, Finish fi
       std::atomic<bool> *taken = second_taken.get() + first_sum[layer];
       auto second_pass_once = [&](int64_t chunk) {
         if (taken[chunk].load(std::memory_order_relaxed) || taken[chunk].exchange(true)) return;
-        const int64_t begin = chunk * kChunk, end = begin + kChunk < n ? begin + kChunk : n;
+        const int64_t begin = chunk * kChunk, end = chunk_end(begin);
         second_pass(layer, begin, end, state);
       };
       for (auto chunk = mine.rbegin(); chunk != mine.rend(); ++chunk) second_pass_once(*chunk);
