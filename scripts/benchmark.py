@@ -16,7 +16,8 @@ bandwidth achieved on the bytes the step must at least move, as a fraction of th
 memory bandwidth: the best of 20 axpys over arrays of the same size, in C++ on the kernels' threads with the
 kernels' compiler flags (``scripts/bandwidth.cc``; copy and norm are printed beside it).
 Machines are noisy: compare the ratios, not the milliseconds, across machines. ``--wheel`` adds a
-build (a wheel's kernels, measured in a second process); ``--rounds N`` measures every build N
+build (a wheel's kernels); where builds are compared, each, the source tree's too, is measured in a
+fresh process of its own every round, so that none carries another's state; ``--rounds N`` measures every build N
 times, in turn and in a rotating order, so that the machine's drift over minutes falls on all of
 them alike, and prints each figure's median over the rounds with the rounds' step ratios. Every
 build is also measured with one kernel thread (``OMP_NUM_THREADS=1``, a process of its own, in the
@@ -251,7 +252,7 @@ def measure_in_child(argv, wheel=None, one_thread=False):
                                      for library in measured["kernels"].values()):
         raise SystemExit(f"benchmark: the wheel's process did not run the wheel's kernels: {measured['kernels']}")
     build = ("source tree" if wheel is None else f"wheel {os.path.basename(wheel)}") + ONE_THREAD * one_thread
-    return [dict(row, build=build) for row in measured["rows"]]
+    return [dict(row, build=build, kernels=measured["kernels"]) for row in measured["rows"]]
 
 
 def print_thread_scaling(rows, threads):
@@ -355,10 +356,18 @@ def main(argv=None):
     same = ["--sizes", *args.sizes, "--repeats", str(args.repeats), "--pynative-repeats",
             str(args.pynative_repeats), "--steps", str(args.steps)] + (["--no-cpu-kernels"] * args.no_cpu_kernels)
     this_build = "source tree" if PACKAGE_ENV not in os.environ else "wheel"
-    builds = [lambda: [dict(row, build=this_build) for size in args.sizes
-                       for row in measure(size, args.repeats, args.pynative_repeats, args.steps, route)]]
+    thread_scaling = not args.no_thread_scaling and PACKAGE_ENV not in os.environ
+    if args.wheel or thread_scaling:
+        # Builds compared: each in a fresh process of its own, the source tree's too. A process that has
+        # measured a round keeps what it made (6.9 GB by a three-round ResNet-50 run's last), and in its
+        # later rounds even nn.Momentum's step ran ~11% slower than in fresh processes (docs/speed.md,
+        # "0.8.0"): only the build measured here would carry that.
+        builds = [lambda: measure_in_child(same)]
+    else:
+        builds = [lambda: [dict(row, build=this_build) for size in args.sizes
+                           for row in measure(size, args.repeats, args.pynative_repeats, args.steps, route)]]
     builds += [lambda wheel=wheel: measure_in_child(same, wheel) for wheel in args.wheel]
-    if not args.no_thread_scaling and PACKAGE_ENV not in os.environ:
+    if thread_scaling:
         builds += [lambda: measure_in_child(same, one_thread=True)]
         builds += [lambda wheel=wheel: measure_in_child(same, wheel, one_thread=True) for wheel in args.wheel]
     rows = []
@@ -366,6 +375,7 @@ def main(argv=None):
         for i in range(len(builds)):
             rows += [dict(row, round=round_) for row in builds[(round_ + i) % len(builds)]()]
     kernels = {source: _native._built.get(source) for source in ("lars_cpu.cc", "lamb_cpu.cc")}
+    kernels = next((row["kernels"] for row in rows if row["build"] == this_build and "kernels" in row), kernels)
     path = "composed ops" if args.no_cpu_kernels else "fused C++ CPU kernels"
     print(f"MindSpore {ms.__version__}, {platform.machine()}, {os.cpu_count()} cores; ms_lars path: {path}")
     threads = os.environ.get('OMP_NUM_THREADS') or f"{kernel_threads()} (one per CPU of the affinity mask)"
