@@ -168,9 +168,12 @@ class Lamb(JitExecutorCall, Optimizer, RecordsTrustRatios):
         increase = F.depend(self.global_step_increase_tensor, (lr, weight_decay))
         step = F.depend(self.global_step, self.assignadd(self.global_step, increase))
         gradients = self.gradients_centralization(gradients)
-        result, record = self.route(lr, weight_decay, step, self.params, self.moments1, self.moments2, gradients)
+        # The record is read only where it is kept: an unread output of the in-place route is a side
+        # effect node MindSpore's compiler drops with a warning ("eliminated by mistake").
+        outputs = self.route(lr, weight_decay, step, self.params, self.moments1, self.moments2, gradients)
+        result = outputs[0]
         if self.record_trust_ratio:
-            result = F.depend(result, F.assign(self.trust_ratio_record, record))
+            result = F.depend(result, F.assign(self.trust_ratio_record, outputs[1]))
         if self.use_parallel:
             result = F.depend(result, self.broadcast_params(F.depend(self.params, result)))
         return F.depend(self._all_done, result)

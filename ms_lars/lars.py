@@ -214,11 +214,14 @@ class LARS(JitExecutorCall, Optimizer, RecordsTrustRatios):
         check_gradients("LARS", self.gradient_signature, gradients)
         lr = self.get_lr()
         weight_decay = self.get_weight_decay()
-        result, record = self.route(lr, weight_decay, self.parameters, gradients)
+        # The record is read only where it is kept (as in Lamb.construct: an unread output of the
+        # in-place route is a side effect node the compiler drops with a warning).
+        outputs = self.route(lr, weight_decay, self.parameters, gradients)
+        result = outputs[0]
         if not self.route.steps_inner:
             result = self._inner_step(result)       # the inner optimizer advances global_step
         if self.record_trust_ratio:
-            result = F.depend(result, F.assign(self.trust_ratio_record, record))
+            result = F.depend(result, F.assign(self.trust_ratio_record, outputs[1]))
         return result
 
     def _inner_step(self, gradients):
